@@ -1,0 +1,334 @@
+"""The segment engine: trains a plan step by step, with controls and events.
+
+The LR of every optimizer step is `plan.segments[i].lr_at(position)`, written into every
+param group right before the step: what the operator typed is what the optimizer uses.
+
+Threads: `run()` trains on the calling thread. The control methods (`pause`, `resume`,
+`queue`, `set_lr`, ...) may be called from any thread; they take effect at the next batch
+boundary. Handlers run on the training thread and must be quick.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
+
+import torch
+
+from lrconsole.core import events as ev
+from lrconsole.core.plan import Plan
+from lrconsole.core.rng import capture_rng, restore_rng
+from lrconsole.core.schedule import OptimizerSpec, ScheduleError, Segment, check_lr
+from lrconsole.core.task import Task, build_optimizer
+
+E = TypeVar("E", bound=ev.Event)
+Handler = Callable[[Any], None]
+STATE_FORMAT = 1
+
+
+class Engine:
+    def __init__(self, task: Task, plan: Plan, optimizer_spec: OptimizerSpec) -> None:
+        self.task = task
+        self.plan = plan
+        self.optimizer_spec = optimizer_spec
+        self.model = task.model
+        self.steps_per_epoch = plan.steps_per_epoch
+        self.global_step = 0
+        self.global_epoch = 0
+        self.lr = plan.segments[0].lr if plan.segments else 0.0
+        self.optimizer = build_optimizer(optimizer_spec, self.model.parameters(), self.lr or 1e-3)
+        self._handlers: dict[type[ev.Event], list[Handler]] = defaultdict(list)
+        self._lock = threading.RLock()
+        self._wake = threading.Condition(self._lock)
+        # Set by any control call; the training loop takes the slow path only then.
+        self._attention = False
+        self._pause_reason: str | None = None  # requested pause
+        self._pause_at: int | None = None  # pause when global_step reaches this
+        self._exit: str | None = None  # stop | shutdown
+        self.paused: str | None = None  # current pause reason, None while training
+        self._iter: Iterator[Any] | None = None
+        self._batch = 0
+        self._epoch_rng: torch.Tensor | None = None
+        self._pending_rng: dict[str, Any] | None = None
+        self._segment_index = -1
+        self._segment_end = -1
+        self._segment: Segment | None = None
+        self._segment_version = -1
+        self._loss_sum = 0.0
+
+    # -- events ----------------------------------------------------------------------
+    def on(self, event: type[E], handler: Callable[[E], None]) -> None:
+        self._handlers[event].append(handler)
+
+    def emit(self, event: ev.Event) -> None:
+        for handler in self._handlers.get(type(event), ()):
+            handler(event)
+
+    # -- controls (any thread) ---------------------------------------------------------
+    def _poke(self) -> None:
+        self._attention = True
+        self._wake.notify_all()
+
+    def pause(self, reason: str = "operator") -> None:
+        with self._lock:
+            self._pause_reason = reason
+            self._poke()
+
+    def resume(self) -> None:
+        with self._lock:
+            self._pause_reason = None
+            self._pause_at = None
+            self._poke()
+
+    def stop_after_epoch(self) -> int:
+        """End the running segment at the end of this epoch and pause there."""
+        with self._lock:
+            spe = self.steps_per_epoch
+            end = -(-self.global_step // spe) * spe
+            if self._iter is not None and end == self.global_step:
+                end += spe
+            self.plan.truncate_at(end)
+            self._pause_at = end
+            self._poke()
+            return end
+
+    def request_exit(self, reason: str = "stop") -> None:
+        """Leave `run()` at the next batch boundary (Ctrl-C, shutdown)."""
+        with self._lock:
+            self._exit = reason
+            self._poke()
+
+    def queue(self, segments: Iterable[Segment], replace: bool = False) -> None:
+        with self._lock:
+            if replace:
+                self.plan.replace_queued(self.global_step, segments)
+            else:
+                self.plan.append(segments)
+            self._poke()
+        self.emit_plan()
+
+    def set_lr(self, lr: float) -> int:
+        """Train at `lr` from the very next optimizer step; returns that step."""
+        lr = check_lr(lr)
+        with self._lock:
+            self.plan.split_at(self.global_step, lr)
+            step = self.global_step
+            self._poke()
+        self.emit(ev.LrSet(lr, step))
+        self.emit_plan()
+        return step
+
+    def emit_plan(self) -> None:
+        with self._lock:
+            data = self.plan.to_dict(self.global_step)
+        self.emit(ev.PlanChanged(**data))
+
+    def state(self) -> dict[str, Any]:
+        with self._lock:
+            index, _ = self.plan.locate(self.global_step)
+            return {
+                "state": "paused" if self.paused else "running",
+                "reason": self.paused,
+                "global_epoch": self.global_epoch,
+                "global_step": self.global_step,
+                "lr": self.lr,
+                "segment": index,
+            }
+
+    # -- the loop ----------------------------------------------------------------------
+    def run(self, wait: bool = False, idle_timeout: float | None = None) -> str:
+        """Train the plan. Returns why it stopped: done, stop, shutdown or idle.
+
+        With `wait`, an empty queue pauses (reason `queue_empty`) instead of returning,
+        as the lesson's `input()` prompt did, until more is queued or `request_exit`.
+        """
+        self._exit = None
+        self._attention = True
+        while True:
+            if self._attention or self.global_step >= self.plan.total_steps:
+                reason = self._at_boundary(wait, idle_timeout)
+                if reason is not None:
+                    return reason
+            if self._iter is None:
+                self._start_epoch()
+            self._train_step(next(self._iter))  # type: ignore[arg-type]
+
+    def _at_boundary(self, wait: bool, idle_timeout: float | None) -> str | None:
+        """The slow path: pauses, exits and the end of the plan."""
+        idle_since = time.monotonic()
+        while True:
+            with self._lock:
+                self._attention = False
+                if self._exit is not None:
+                    return self._exit
+                if self._pause_at is not None and self.global_step >= self._pause_at:
+                    self._pause_reason, self._pause_at = "stop", None
+                reason = self._pause_reason
+                if reason is None and self.global_step >= self.plan.total_steps:
+                    if not wait:
+                        return "done"
+                    reason = "queue_empty"
+                if reason is None:
+                    was_paused, self.paused = self.paused, None
+                    if was_paused is None:
+                        return None
+                newly = reason is not None and self.paused != reason
+                if reason is not None:
+                    self.paused = reason
+            if reason is None:
+                self.emit(ev.Resumed(self.global_step))
+                return None
+            if newly:
+                self.emit(ev.Paused(reason, self.global_epoch, self.global_step))
+                idle_since = time.monotonic()
+            with self._lock:
+                if not self._attention:
+                    self._wake.wait(timeout=0.5)
+            if idle_timeout is not None and time.monotonic() - idle_since > idle_timeout:
+                return "idle"
+
+    def _start_epoch(self) -> None:
+        self.model.train()
+        loader = self.task.train_loader
+        skip = self._batch
+        if skip and self._epoch_rng is not None:
+            # Resuming mid-epoch: the same shuffle order, then fast-forward.
+            torch.set_rng_state(self._epoch_rng)
+            it = iter(loader)
+            for _ in range(skip):
+                next(it)
+        else:
+            if self._pending_rng is not None:
+                restore_rng(self._pending_rng)
+                self._pending_rng = None
+            self._epoch_rng = torch.get_rng_state()
+            self._batch = 0
+            it = iter(loader)
+        if self._pending_rng is not None:
+            restore_rng(self._pending_rng)
+            self._pending_rng = None
+        self._iter = it
+        self._loss_sum = 0.0
+
+    def _current_segment(self) -> tuple[int, int, Segment]:
+        """(index, position, segment) of the next step; cached until the plan changes."""
+        step = self.global_step
+        if self._segment_version != self.plan.version or step >= self._segment_end:
+            index, _ = self.plan.locate(step)
+            self._segment_version = self.plan.version
+            if index != self._segment_index and self._segment_index >= 0 and step > 0:
+                if self._segment_end > step:  # cut short by an edit
+                    self.emit(ev.SegmentEnd(self._segment_index, self.global_epoch, step))
+            self._segment_index = index
+            self._segment = self.plan.segments[index]
+            self._segment_end = self.plan.end_of(index)
+        assert self._segment is not None
+        start = self._segment_end - self._segment.length(self.steps_per_epoch)
+        return self._segment_index, step - start, self._segment
+
+    def _train_step(self, batch: Any) -> None:
+        with self._lock:
+            index, pos, seg = self._current_segment()
+            lr = seg.lr_at(pos, self.steps_per_epoch)
+        if pos == 0:
+            if seg.fresh_optimizer and self.global_step > 0:
+                params = self.model.parameters()
+                self.optimizer = build_optimizer(self.optimizer_spec, params, lr)
+            self.emit(ev.SegmentStart(index, seg.to_dict(), self.global_step))
+        self.lr = lr
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        inputs, targets = _to_device(batch, self.task.device)
+        loss = self.task.loss(self.model(inputs), targets)
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        with self._lock:
+            self.global_step += 1
+        self._batch += 1
+        if self._handlers.get(ev.BatchEnd):
+            value = loss.item()
+            self.emit(
+                ev.BatchEnd(self.global_step, self.global_epoch + 1, self._batch,
+                            self.steps_per_epoch, value, lr)
+            )
+        if self._batch == self.steps_per_epoch:
+            self._finish_epoch(index)
+        if self.global_step == self._segment_end:
+            self.emit(ev.SegmentEnd(index, self.global_epoch, self.global_step))
+
+    def _finish_epoch(self, segment: int) -> None:
+        metrics = self.evaluate()
+        with self._lock:
+            self.global_epoch += 1
+            self._iter = None
+            self._batch = 0
+        self.emit(ev.EpochEnd(self.global_epoch, self.global_step, segment, self.lr, metrics, time.time()))
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Loss and metrics over each whole evaluation set, in eval mode."""
+        task = self.task
+        self.model.eval()
+        out: dict[str, float] = {}
+        for set_name, loader in task.eval_sets.items():
+            outputs, targets = [], []
+            for batch in loader:
+                inputs, target = _to_device(batch, task.device)
+                outputs.append(self.model(inputs))
+                targets.append(target)
+            y_hat, y = torch.cat(outputs), torch.cat(targets)
+            out[f"{set_name}_loss"] = float(task.loss(y_hat, y))
+            for metric_name, fn in task.metrics.items():
+                out[f"{set_name}_{metric_name}"] = float(fn(y_hat, y))
+        self.model.train()
+        return out
+
+    # -- checkpoint state ---------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue bit-for-bit; only tensors and plain data."""
+        with self._lock:
+            return {
+                "format": STATE_FORMAT,
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "rng": capture_rng(),
+                "epoch_rng": self._epoch_rng if self._batch else None,
+                "global_step": self.global_step,
+                "global_epoch": self.global_epoch,
+            }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        index, pos = self.plan.locate(int(state["global_step"]))
+        if index < len(self.plan.segments):
+            lr = self.plan.segments[index].lr_at(pos, self.steps_per_epoch)
+        else:
+            lr = self.plan.segments[-1].lr if self.plan.segments else 1e-3
+        self.optimizer = build_optimizer(self.optimizer_spec, self.model.parameters(), lr)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.lr = lr
+        self.global_step = int(state["global_step"])
+        self.global_epoch = int(state["global_epoch"])
+        self._batch = self.global_step - self.global_epoch * self.steps_per_epoch
+        self._epoch_rng = state.get("epoch_rng")
+        self._pending_rng = state["rng"]
+        self._iter = None
+
+
+def _to_device(batch: Any, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    inputs, targets = batch[0], batch[1]
+    if device != "cpu":
+        inputs, targets = inputs.to(device), targets.to(device)
+    return inputs, targets
+
+
+def finite(value: float) -> bool:
+    return not (math.isnan(value) or math.isinf(value))
+
+
+__all__ = ["Engine", "ScheduleError"]

@@ -1,0 +1,109 @@
+"""Engine events: small dataclasses that handlers receive and the runner puts on the wire."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True)
+class Event:
+    name: ClassVar[str] = "event"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class BatchEnd(Event):
+    name: ClassVar[str] = "batch"
+    global_step: int
+    epoch: int  # the global epoch in progress, 1-based
+    batch: int  # 1-based inside the epoch
+    batches: int
+    loss: float
+    lr: float
+
+
+@dataclass(frozen=True)
+class EpochEnd(Event):
+    name: ClassVar[str] = "epoch"
+    global_epoch: int
+    global_step: int
+    segment: int
+    lr: float
+    metrics: dict[str, float] = field(default_factory=dict)
+    time: float = 0.0
+
+
+@dataclass(frozen=True)
+class SegmentStart(Event):
+    name: ClassVar[str] = "segment_start"
+    index: int
+    segment: dict[str, Any]
+    start_step: int
+
+
+@dataclass(frozen=True)
+class SegmentEnd(Event):
+    name: ClassVar[str] = "segment_end"
+    index: int
+    global_epoch: int
+    global_step: int
+
+
+@dataclass(frozen=True)
+class Paused(Event):
+    name: ClassVar[str] = "paused"
+    reason: str  # operator | queue_empty | stop | error
+    global_epoch: int
+    global_step: int
+
+
+@dataclass(frozen=True)
+class Resumed(Event):
+    name: ClassVar[str] = "resumed"
+    global_step: int
+
+
+@dataclass(frozen=True)
+class PlanChanged(Event):
+    name: ClassVar[str] = "plan"
+    segments: list[dict[str, Any]]
+    done_steps: int
+    current: int
+    steps_per_epoch: int
+
+
+@dataclass(frozen=True)
+class LrSet(Event):
+    name: ClassVar[str] = "lr_set"
+    lr: float
+    global_step: int
+
+
+@dataclass(frozen=True)
+class CheckpointSaved(Event):
+    name: ClassVar[str] = "checkpoint"
+    path: str
+    global_epoch: int
+    global_step: int
+
+
+@dataclass(frozen=True)
+class Warning(Event):
+    name: ClassVar[str] = "warning"
+    message: str
+
+
+@dataclass(frozen=True)
+class Error(Event):
+    name: ClassVar[str] = "error"
+    message: str
+    fatal: bool = False
+
+
+ALL_EVENTS: tuple[type[Event], ...] = (
+    BatchEnd, EpochEnd, SegmentStart, SegmentEnd, Paused, Resumed,
+    PlanChanged, LrSet, CheckpointSaved, Warning, Error,
+)

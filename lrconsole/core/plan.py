@@ -1,0 +1,97 @@
+"""The plan: every segment of a session, finished, running and queued, on one step axis.
+
+Segment `i` covers global steps `[starts[i], starts[i] + length_i)`. Only segments that
+have not started can be replaced, so the past stays exactly as it was trained.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable
+from dataclasses import replace
+from typing import Any
+
+from lrconsole.core.schedule import Schedule, ScheduleError, Segment
+
+
+class Plan:
+    def __init__(self, segments: Iterable[Segment], steps_per_epoch: int) -> None:
+        self.steps_per_epoch = steps_per_epoch
+        self.segments: list[Segment] = []
+        self.starts: list[int] = []
+        self.total_steps = 0
+        self.version = 0
+        self._set(list(segments))
+
+    def _set(self, segments: list[Segment]) -> None:
+        self.segments = segments
+        self.starts = []
+        at = 0
+        for seg in segments:
+            self.starts.append(at)
+            at += seg.length(self.steps_per_epoch)
+        self.total_steps = at
+        self.version += 1
+
+    def locate(self, step: int) -> tuple[int, int]:
+        """(index, position) of `step`; index == len(segments) past the end."""
+        if step >= self.total_steps:
+            return len(self.segments), step - self.total_steps
+        index = bisect.bisect_right(self.starts, step) - 1
+        return index, step - self.starts[index]
+
+    def end_of(self, index: int) -> int:
+        return self.starts[index] + self.segments[index].length(self.steps_per_epoch)
+
+    # -- edits; `step` is the first step not yet trained -----------------------------
+    def append(self, segments: Iterable[Segment]) -> None:
+        self._set(self.segments + list(segments))
+
+    def replace_queued(self, step: int, segments: Iterable[Segment]) -> None:
+        """Swap every segment that starts at or after `step` for `segments`."""
+        keep = [s for s, start in zip(self.segments, self.starts) if start < step]
+        self._set(keep + list(segments))
+
+    def split_at(self, step: int, lr: float) -> None:
+        """From `step` on, the running segment's remainder trains at a constant `lr`."""
+        index, pos = self.locate(step)
+        if index >= len(self.segments):
+            raise ScheduleError("nothing is queued: queue a segment to set its LR")
+        seg = self.segments[index]
+        rest = seg.length(self.steps_per_epoch) - pos
+        tail = Segment(lr=lr, steps=rest)
+        if rest % self.steps_per_epoch == 0 and pos % self.steps_per_epoch == 0:
+            tail = Segment(lr=lr, epochs=rest // self.steps_per_epoch)
+        head = [seg.truncated(pos, self.steps_per_epoch)] if pos > 0 else []
+        self._set(self.segments[:index] + head + [tail] + self.segments[index + 1 :])
+
+    def truncate_at(self, step: int) -> None:
+        """End the segment running at `step` there; later segments stay queued."""
+        index, pos = self.locate(step)
+        if index >= len(self.segments) or pos == 0:
+            return
+        cut = self.segments[index].truncated(pos, self.steps_per_epoch)
+        self._set(self.segments[:index] + [cut] + self.segments[index + 1 :])
+
+    def done(self, step: int) -> list[Segment]:
+        """The path trained up to `step`: finished segments and the running one, cut."""
+        out = []
+        for seg, start in zip(self.segments, self.starts):
+            if start >= step:
+                break
+            length = seg.length(self.steps_per_epoch)
+            out.append(seg if start + length <= step else seg.truncated(step - start, self.steps_per_epoch))
+        return out
+
+    def to_dict(self, step: int) -> dict[str, Any]:
+        index, _ = self.locate(step)
+        return {
+            "segments": [s.to_dict() for s in self.segments],
+            "done_steps": step,
+            "current": index,
+            "steps_per_epoch": self.steps_per_epoch,
+        }
+
+    def as_schedule(self, template: Schedule, step: int | None = None) -> Schedule:
+        segments = self.segments if step is None else self.done(step)
+        return replace(template, segments=list(segments), steps_per_epoch=self.steps_per_epoch)

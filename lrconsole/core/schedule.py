@@ -1,0 +1,351 @@
+"""Schedules: segments of epochs at a learning rate, and their YAML form.
+
+The LR at any optimizer step is a pure function of the step's position inside its
+segment. Nothing here imports torch, so the console and `lrconsole --help` stay fast;
+`Schedule.lambda_lr` imports it only when called.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from lrconsole.core import shapes
+from lrconsole.core.yamlcheck import Checker, Node, load_nodes
+from lrconsole.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
+
+SCHEDULE_VERSION = 1
+LR_MAX = 10.0
+EPOCHS_MAX = 100_000
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+
+
+class ScheduleError(UserError):
+    """A schedule or segment that cannot be used."""
+
+
+def check_lr(value: float, where: str = "lr") -> float:
+    """Return `value` as a float, or raise naming `where` when it is unusable."""
+    lr = float(value)
+    if math.isnan(lr) or math.isinf(lr):
+        raise ScheduleError(f"{where}: must be a finite number, got {value!r}")
+    if lr <= 0:
+        raise ScheduleError(f"{where}: must be > 0, got {value!r}")
+    if lr > LR_MAX:
+        raise ScheduleError(f"{where}: {value!r} is absurdly large (the limit is {LR_MAX:g})")
+    return lr
+
+
+def check_epochs(value: int, where: str = "epochs") -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ScheduleError(f"{where}: must be a whole number, got {value!r}")
+    if value < 1:
+        raise ScheduleError(f"{where}: must be at least 1, got {value!r}")
+    if value > EPOCHS_MAX:
+        raise ScheduleError(f"{where}: {value!r} is too many (the limit is {EPOCHS_MAX:,})")
+    return value
+
+
+@dataclass(frozen=True)
+class Segment:
+    """`epochs` epochs (or `steps` optimizer steps) with the LR given by `shape`."""
+
+    lr: float
+    epochs: int | None = None
+    steps: int | None = None
+    shape: str = "constant"
+    params: Mapping[str, Any] = field(default_factory=dict)
+    fresh_optimizer: bool = False
+
+    def __post_init__(self) -> None:
+        if (self.epochs is None) == (self.steps is None):
+            raise ScheduleError("a segment needs exactly one of epochs or steps")
+
+    def length(self, steps_per_epoch: int) -> int:
+        """The segment's length in optimizer steps."""
+        if self.steps is not None:
+            return self.steps
+        assert self.epochs is not None
+        return self.epochs * steps_per_epoch
+
+    def lr_at(self, position: int, steps_per_epoch: int) -> float:
+        """The LR at step `position` (0-based) inside this segment."""
+        length = self.length(steps_per_epoch)
+        if self.params.get("per_epoch"):
+            # Per-epoch shapes move once per epoch: count epochs, not steps.
+            position //= steps_per_epoch
+            length = -(-length // steps_per_epoch)
+        return shapes.shape_lr(self.shape, self.lr, self.params, position, length)
+
+    def truncated(self, steps: int, steps_per_epoch: int) -> Segment:
+        """This segment cut to its first `steps` steps (in epochs when they divide)."""
+        if steps % steps_per_epoch == 0 and self.steps is None:
+            return replace(self, epochs=steps // steps_per_epoch)
+        return replace(self, epochs=None, steps=steps)
+
+    def describe(self) -> str:
+        size = f"{self.epochs} epochs" if self.epochs is not None else f"{self.steps} steps"
+        shape = "" if self.shape == "constant" else f" {self.shape}"
+        fresh = " (fresh optimizer)" if self.fresh_optimizer else ""
+        return f"{size} @ {self.lr:g}{shape}{fresh}"
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.epochs is not None:
+            out["epochs"] = self.epochs
+        else:
+            out["steps"] = self.steps
+        out["lr"] = self.lr
+        if self.shape != "constant":
+            out["shape"] = self.shape
+            if self.params:
+                out["params"] = dict(self.params)
+        if self.fresh_optimizer:
+            out["fresh_optimizer"] = True
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "segment") -> Segment:
+        """Build from plain data (the wire, the manifest), checking every field."""
+        known = {"epochs", "steps", "lr", "shape", "params", "fresh_optimizer"}
+        unknown = set(data) - known
+        if unknown:
+            raise ScheduleError(f"{where}: unknown field {sorted(unknown)[0]!r}")
+        if "lr" not in data:
+            raise ScheduleError(f"{where}: missing field 'lr'")
+        if isinstance(data["lr"], bool) or not isinstance(data["lr"], (int, float)):
+            raise ScheduleError(f"{where}.lr: must be a number, got {data['lr']!r}")
+        lr = check_lr(data["lr"], f"{where}.lr")
+        epochs = data.get("epochs")
+        steps = data.get("steps")
+        if (epochs is None) == (steps is None):
+            raise ScheduleError(f"{where}: give exactly one of 'epochs' or 'steps'")
+        if epochs is not None:
+            check_epochs(epochs, f"{where}.epochs")
+        if steps is not None and (
+            isinstance(steps, bool) or not isinstance(steps, int) or steps < 1
+        ):
+            raise ScheduleError(f"{where}.steps: must be a whole number >= 1, got {steps!r}")
+        shape = data.get("shape", "constant")
+        if shape not in shapes.SHAPES:
+            known_shapes = ", ".join(shapes.SHAPES)
+            raise ScheduleError(f"{where}.shape: unknown shape {shape!r} (known: {known_shapes})")
+        params = data.get("params") or {}
+        if not isinstance(params, Mapping):
+            raise ScheduleError(f"{where}.params: must be a mapping")
+        try:
+            shapes.check_params(shape, params)
+        except ValueError as exc:
+            raise ScheduleError(f"{where}.params: {exc}") from None
+        fresh = data.get("fresh_optimizer", False)
+        if not isinstance(fresh, bool):
+            raise ScheduleError(f"{where}.fresh_optimizer: must be true or false")
+        return cls(lr, epochs, steps, shape, dict(params), fresh)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Which task to train: `lesson`, `module:factory` or `file.py:factory`, with kwargs."""
+
+    spec: str = "lesson"
+    args: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"spec": self.spec, "args": dict(self.args)}
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """An optimizer by name with its keyword arguments (never the LR: segments own it)."""
+
+    name: str = "sgd"
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, **dict(self.kwargs)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> OptimizerSpec:
+        rest = {k: v for k, v in data.items() if k != "name"}
+        return cls(str(data.get("name", "sgd")), rest)
+
+
+@dataclass
+class Schedule:
+    """A whole run: task, seed, optimizer and segments. Loads from and dumps to YAML."""
+
+    segments: list[Segment]
+    steps_per_epoch: int | None = None
+    task: TaskSpec = field(default_factory=TaskSpec)
+    seed: int = 0
+    threads: int | None = None
+    optimizer: OptimizerSpec = field(default_factory=OptimizerSpec)
+
+    # -- the LR as a function of position ---------------------------------------------
+    def _spe(self, steps_per_epoch: int | None) -> int:
+        spe = steps_per_epoch or self.steps_per_epoch
+        if not spe:
+            raise ScheduleError("steps_per_epoch is unknown: pass it, or set it in the YAML")
+        return spe
+
+    def starts(self, steps_per_epoch: int | None = None) -> list[int]:
+        """The global step at which each segment starts."""
+        spe = self._spe(steps_per_epoch)
+        out, at = [], 0
+        for seg in self.segments:
+            out.append(at)
+            at += seg.length(spe)
+        return out
+
+    def total_steps(self, steps_per_epoch: int | None = None) -> int:
+        spe = self._spe(steps_per_epoch)
+        return sum(seg.length(spe) for seg in self.segments)
+
+    def total_epochs(self, steps_per_epoch: int | None = None) -> float:
+        spe = self._spe(steps_per_epoch)
+        return self.total_steps(spe) / spe
+
+    def locate(self, global_step: int, steps_per_epoch: int | None = None) -> tuple[int, int]:
+        """(segment index, position inside it) of a global step; past the end, the last."""
+        starts = self.starts(steps_per_epoch)
+        if not starts:
+            raise ScheduleError("the schedule has no segments")
+        index = max(0, bisect.bisect_right(starts, global_step) - 1)
+        return index, global_step - starts[index]
+
+    def lr_at_step(self, global_step: int, steps_per_epoch: int | None = None) -> float:
+        """The LR used by optimizer step `global_step` (0-based)."""
+        spe = self._spe(steps_per_epoch)
+        index, pos = self.locate(global_step, spe)
+        seg = self.segments[index]
+        return seg.lr_at(min(pos, seg.length(spe) - 1), spe)
+
+    def lr(self, epoch: int, step: int = 0, steps_per_epoch: int | None = None) -> float:
+        """The LR at batch `step` of epoch `epoch` (both 0-based)."""
+        spe = self._spe(steps_per_epoch)
+        return self.lr_at_step(epoch * spe + step, spe)
+
+    def lambda_lr(
+        self, optimizer: torch.optim.Optimizer, steps_per_epoch: int | None = None
+    ) -> torch.optim.lr_scheduler.LambdaLR:
+        """A LambdaLR that sets exactly this schedule's LR; call `.step()` after each batch.
+
+        Every param group's base LR is set to 1.0 first, so the factor LambdaLR applies
+        *is* the LR and no rounding creeps in from a ratio of two LRs.
+        """
+        from torch.optim.lr_scheduler import LambdaLR
+
+        spe = self._spe(steps_per_epoch)
+        for group in optimizer.param_groups:
+            group["lr"] = 1.0
+            group["initial_lr"] = 1.0
+        return LambdaLR(optimizer, lambda step: self.lr_at_step(step, spe))
+
+    def iter_lrs(self, steps_per_epoch: int | None = None) -> Iterator[float]:
+        spe = self._spe(steps_per_epoch)
+        for seg in self.segments:
+            for pos in range(seg.length(spe)):
+                yield seg.lr_at(pos, spe)
+
+    # -- YAML -------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"version": SCHEDULE_VERSION, "task": self.task.to_dict()}
+        out["seed"] = self.seed
+        if self.threads is not None:
+            out["threads"] = self.threads
+        out["optimizer"] = self.optimizer.to_dict()
+        if self.steps_per_epoch is not None:
+            out["steps_per_epoch"] = self.steps_per_epoch
+        out["segments"] = [seg.to_dict() for seg in self.segments]
+        return out
+
+    def dumps(self) -> str:
+        header = "# lrconsole schedule: replay with `lrconsole run NAME --schedule THIS_FILE`\n"
+        return header + yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def dump(self, path: str | Path) -> None:
+        from lrconsole.core.atomic import atomic_write_text
+
+        atomic_write_text(Path(path), self.dumps())
+
+    @classmethod
+    def load(cls, path: str | Path) -> Schedule:
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ScheduleError(f"{path}: no such file") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ScheduleError(f"{path}: cannot read: {exc}") from None
+        return cls.loads(text, source=str(path))
+
+    @classmethod
+    def loads(cls, text: str, source: str = "<schedule>") -> Schedule:
+        root = load_nodes(text, source)
+        return _parse_schedule(Checker(source), root)
+
+
+def _parse_schedule(check: Checker, root: Node) -> Schedule:
+    top = check.mapping(
+        root,
+        "schedule",
+        required=("segments",),
+        optional=("version", "task", "seed", "threads", "optimizer", "steps_per_epoch"),
+    )
+    if "version" in top:
+        version = check.integer(top["version"], "version", minimum=1)
+        if version > SCHEDULE_VERSION:
+            check.fail(
+                top["version"],
+                "version",
+                f"{version} is newer than this lrconsole understands ({SCHEDULE_VERSION})",
+            )
+    task = TaskSpec()
+    if "task" in top:
+        if isinstance(top["task"].value, str):
+            task = TaskSpec(check.string(top["task"], "task"))
+        else:
+            t = check.mapping(top["task"], "task", required=("spec",), optional=("args",))
+            args = check.plain(t["args"], "task.args", dict) if "args" in t else {}
+            task = TaskSpec(check.string(t["spec"], "task.spec"), args)
+    seed = check.integer(top["seed"], "seed", minimum=0) if "seed" in top else 0
+    threads = check.integer(top["threads"], "threads", minimum=1) if "threads" in top else None
+    optimizer = OptimizerSpec()
+    if "optimizer" in top:
+        if isinstance(top["optimizer"].value, str):
+            data: dict[str, Any] = {"name": check.string(top["optimizer"], "optimizer")}
+        else:
+            data = check.plain(top["optimizer"], "optimizer", dict)
+        if "lr" in data:
+            check.fail(top["optimizer"], "optimizer.lr", "the LR belongs to the segments")
+        name = str(data.get("name", "sgd")).lower()
+        if name not in OPTIMIZERS:
+            check.fail(
+                top["optimizer"], "optimizer.name",
+                f"unknown optimizer {name!r} (known: {', '.join(OPTIMIZERS)})",
+            )
+        optimizer = OptimizerSpec.from_dict({**data, "name": name})
+    spe = None
+    if "steps_per_epoch" in top:
+        spe = check.integer(top["steps_per_epoch"], "steps_per_epoch", minimum=1)
+    seg_nodes = check.sequence(top["segments"], "segments")
+    if not seg_nodes:
+        check.fail(top["segments"], "segments", "needs at least one segment")
+    segments = []
+    for i, node in enumerate(seg_nodes):
+        where = f"segments[{i}]"
+        data = check.plain(node, where, dict)
+        try:
+            segments.append(Segment.from_dict(data, where))
+        except ScheduleError as exc:
+            check.fail(check.field_node(node, str(exc)), None, str(exc))
+    return Schedule(segments, spe, task, seed, threads, optimizer)

@@ -1,0 +1,168 @@
+"""A session folder on disk: the lock, checkpoints and the metrics log."""
+
+from __future__ import annotations
+
+import csv
+import fcntl
+import io
+import os
+import pickle
+import zipfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import IO, Any
+
+import torch
+
+from lrconsole.core.atomic import atomic_write, atomic_write_text
+from lrconsole.core.manifest import LOCK, METRICS, SessionError
+from lrconsole.core.plan import Plan
+from lrconsole.errors import SessionBusy
+
+CHECKPOINTS = "checkpoints"
+STATE_FORMAT = 1
+
+
+class SessionLock:
+    """An exclusive flock on `<session>/lock`; the kernel drops it if we die."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / LOCK
+        self._handle: IO[str] | None = None
+
+    def acquire(self) -> None:
+        handle = open(self.path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise SessionBusy(
+                f"session {self.path.parent.name!r} is in use by PID {holder}; "
+                f"attach to it with `lrconsole attach {self.path.parent.name}` "
+                f"or end it with `lrconsole stop {self.path.parent.name}`"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._handle = handle
+
+    def release(self) -> None:
+        if self._handle is not None:
+            self._handle.seek(0)
+            self._handle.truncate()
+            fcntl.flock(self._handle, fcntl.LOCK_UN)
+            self._handle.close()
+            self._handle = None
+
+
+# -- checkpoints ------------------------------------------------------------------------
+def checkpoint_name(global_step: int) -> str:
+    return f"{CHECKPOINTS}/step-{global_step:09d}.pt"
+
+
+def save_checkpoint(folder: Path, state: dict[str, Any]) -> str:
+    """Write `state` atomically; returns the path relative to the session."""
+    rel = checkpoint_name(int(state["global_step"]))
+    atomic_write(folder / rel, lambda handle: torch.save(state, handle))
+    return rel
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Load with weights_only=True: a file that carries pickled code is refused."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise SessionError(f"{path}: checkpoint is missing") from None
+    except OSError as exc:
+        raise SessionError(f"{path}: cannot read checkpoint: {exc}") from None
+    try:
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe content"
+        raise SessionError(
+            f"{path}: refused: the checkpoint carries pickled objects that weights_only "
+            f"loading does not allow ({first[:120]})"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+        reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        raise SessionError(f"{path}: corrupt or truncated checkpoint ({reason})") from None
+    if not isinstance(state, dict) or not {"model", "optimizer", "rng", "global_step"} <= set(state):
+        raise SessionError(f"{path}: not an lrconsole checkpoint")
+    if int(state.get("format", 1)) > STATE_FORMAT:
+        raise SessionError(f"{path}: checkpoint format {state['format']} is newer than this lrconsole")
+    return state
+
+
+def list_checkpoints(folder: Path) -> list[Path]:
+    return sorted((folder / CHECKPOINTS).glob("step-*.pt"))
+
+
+def prune_checkpoints(folder: Path, plan: Plan, keep_recent: int, keep: Iterable[str]) -> None:
+    """Keep every segment boundary, the `keep_recent` newest, and the files in `keep`."""
+    boundaries = set(plan.starts) | {plan.total_steps}
+    files = list_checkpoints(folder)
+    recent = set(files[-keep_recent:]) if keep_recent > 0 else set()
+    pinned = {folder / k for k in keep}
+    for path in files:
+        step = int(path.stem.split("-")[1])
+        if path not in recent and path not in pinned and step not in boundaries:
+            path.unlink(missing_ok=True)
+
+
+# -- metrics.csv ------------------------------------------------------------------------
+class MetricsLog:
+    """One row per epoch: global_epoch, global_step, segment, lr, the metrics, time."""
+
+    def __init__(self, folder: Path, metrics: list[str]) -> None:
+        self.path = folder / METRICS
+        self.columns = ["global_epoch", "global_step", "segment", "lr", *metrics, "time"]
+        self._handle: IO[str] | None = None
+        self._writer: Any = None
+
+    def open(self, keep_epochs: int) -> list[dict[str, Any]]:
+        """Open for appending, dropping rows past `keep_epochs` (work to be redone)."""
+        rows: list[dict[str, Any]] = []
+        if self.path.exists():
+            with open(self.path, newline="", encoding="utf-8") as handle:
+                for row in csv.DictReader(handle):
+                    if None in row.values() or not row.get("time"):
+                        break  # a torn last line from a crash
+                    if int(row["global_epoch"]) > keep_epochs:
+                        break
+                    rows.append(row)
+        text = io.StringIO()
+        writer = csv.DictWriter(text, self.columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(self.path, text.getvalue())
+        self._handle = open(self.path, "a", newline="", encoding="utf-8")
+        self._writer = csv.DictWriter(self._handle, self.columns, lineterminator="\n")
+        return [_typed(row) for row in rows]
+
+    def append(self, row: dict[str, Any]) -> None:
+        assert self._handle is not None
+        self._writer.writerow(row)
+        self._handle.flush()
+
+    def sync(self) -> None:
+        if self._handle is not None:
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+
+def _typed(row: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if key in ("global_epoch", "global_step", "segment"):
+            out[key] = int(value)
+        else:
+            out[key] = float(value) if value != "" else float("nan")
+    return out

@@ -1,0 +1,227 @@
+"""A trainer: one session folder, its task, engine and handlers, ready to run.
+
+    trainer = Trainer.open(Path("sessions/demo"), schedule=Schedule.load("plan.yaml"))
+    trainer.engine.run()
+    trainer.close()
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lrconsole.core import events as ev
+from lrconsole.core.engine import Engine
+from lrconsole.core.handlers import Checkpointer, MetricsRecorder, TensorBoardLogger
+from lrconsole.core.manifest import MANIFEST, Manifest, SessionError
+from lrconsole.core.plan import Plan
+from lrconsole.core.rng import seed_everything
+from lrconsole.core.schedule import Schedule, ScheduleError
+from lrconsole.core.session import (
+    MetricsLog,
+    SessionLock,
+    load_checkpoint,
+    prune_checkpoints,
+    save_checkpoint,
+)
+from lrconsole.core.task import Task, TaskError, load_task
+
+
+class Trainer:
+    def __init__(
+        self, folder: Path, manifest: Manifest, task: Task, lock: SessionLock
+    ) -> None:
+        self.folder = folder
+        self.manifest = manifest
+        self.task = task
+        self.lock = lock
+        self.plan = Plan(manifest.segments, manifest.steps_per_epoch)
+        self.engine = Engine(task, self.plan, manifest.optimizer)
+        self.metrics_log = MetricsLog(folder, manifest.metrics)
+        self.history: list[dict[str, Any]] = []
+        self._manifest_lock = threading.Lock()
+        self.tensorboard: TensorBoardLogger | None = None
+        self.checkpointer: Checkpointer | None = None
+
+    @classmethod
+    def open(
+        cls,
+        folder: Path,
+        *,
+        schedule: Schedule | None = None,
+        checkpoint_interval: float = 2.0,
+        tensorboard: bool = True,
+    ) -> Trainer:
+        """Create the session from `schedule`, or continue it (with `schedule` as its plan)."""
+        exists = (folder / MANIFEST).is_file()
+        if not exists and schedule is None:
+            raise SessionError(f"no session at {folder}: give a schedule to create one")
+        if not exists and folder.exists() and any(folder.iterdir()):
+            raise SessionError(f"{folder} exists and is not a session; refusing to write into it")
+        manifest = Manifest.read(folder) if exists else None
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = SessionLock(folder)
+        lock.acquire()
+        try:
+            trainer = cls._build(folder, manifest, schedule, lock)
+            trainer._start(checkpoint_interval, tensorboard)
+        except BaseException:
+            lock.release()
+            if not exists:  # leave no half-made session behind
+                for leftover in ("lock",):
+                    (folder / leftover).unlink(missing_ok=True)
+                if not any(folder.iterdir()):
+                    folder.rmdir()
+            raise
+        return trainer
+
+    @classmethod
+    def _build(
+        cls, folder: Path, manifest: Manifest | None, schedule: Schedule | None, lock: SessionLock
+    ) -> Trainer:
+        source = manifest.schedule(done_only=False) if manifest else schedule
+        assert source is not None
+        threads = source.threads
+        seed_everything(source.seed)
+        task = load_task(source.task)
+        seed_everything(source.seed)  # the training RNG starts from the seed, whatever the task drew
+        threads = threads or task.threads
+        if threads:
+            torch.set_num_threads(threads)
+        try:
+            spe = len(task.train_loader)  # type: ignore[arg-type]
+        except TypeError:
+            raise TaskError("the task's train_loader must have a length (batches per epoch)") from None
+        if spe < 1:
+            raise TaskError("the task's train_loader is empty")
+        if manifest is None:
+            assert schedule is not None
+            _check_spe(schedule, spe)
+            names = task.metric_names()
+            monitor = task.monitored()
+            manifest = Manifest(
+                name=folder.name,
+                task=schedule.task,
+                seed=schedule.seed,
+                optimizer=schedule.optimizer
+                if schedule.optimizer.name != "sgd" or schedule.optimizer.kwargs
+                else task.optimizer_spec(),
+                steps_per_epoch=spe,
+                metrics=names,
+                monitor=monitor,
+                monitor_mode="max" if monitor.endswith(("acc", "accuracy")) else "min",
+                threads=threads,
+                segments=list(schedule.segments),
+                torch_version=str(torch.__version__),
+            )
+        else:
+            if manifest.steps_per_epoch != spe:
+                raise SessionError(
+                    f"{folder / MANIFEST}: the task now has {spe} batches per epoch, "
+                    f"the session was trained with {manifest.steps_per_epoch}"
+                )
+            if schedule is not None:
+                _check_continues(manifest, schedule, folder)
+                manifest.segments = list(schedule.segments)
+        trainer = cls(folder, manifest, task, lock)
+        if manifest.checkpoint:
+            state = load_checkpoint(folder / manifest.checkpoint)
+            trainer.engine.load_state_dict(state)
+        elif manifest.global_step:
+            raise SessionError(f"{folder / MANIFEST}: position without a checkpoint")
+        return trainer
+
+    def _start(self, checkpoint_interval: float, tensorboard: bool) -> None:
+        engine = self.engine
+        self.history = self.metrics_log.open(keep_epochs=engine.global_epoch)
+        self.history = [_row_to_event(r, self.manifest.metrics) for r in self.history]
+        engine.on(ev.EpochEnd, MetricsRecorder(self).on_epoch)
+        if tensorboard:
+            self.tensorboard = TensorBoardLogger(self.folder, engine.global_epoch)
+            engine.on(ev.EpochEnd, self.tensorboard.on_epoch)
+        checkpointer = Checkpointer(self, checkpoint_interval)
+        engine.on(ev.EpochEnd, checkpointer.on_epoch)
+        engine.on(ev.SegmentEnd, checkpointer.on_segment_end)
+        engine.on(ev.Paused, checkpointer.on_paused)
+        self.checkpointer = checkpointer
+        engine.on(ev.PlanChanged, lambda _: self.write_manifest())
+        self.manifest.state = "running"
+        self.write_manifest()
+
+    # -- persistence ------------------------------------------------------------------
+    def write_manifest(self) -> None:
+        with self._manifest_lock:
+            with self.engine._lock:
+                self.manifest.segments = list(self.plan.segments)
+            self.manifest.write(self.folder)
+
+    def save_checkpoint(self) -> str:
+        engine = self.engine
+        state = engine.state_dict()
+        self.metrics_log.sync()
+        if self.tensorboard is not None:
+            self.tensorboard.flush()
+        rel = save_checkpoint(self.folder, state)
+        m = self.manifest
+        m.checkpoint = rel
+        m.global_step = int(state["global_step"])
+        m.global_epoch = int(state["global_epoch"])
+        m.state = "paused" if engine.paused else "running"
+        self.write_manifest()
+        prune_checkpoints(self.folder, self.plan, m.keep_checkpoints, [rel])
+        return rel
+
+    def close(self, state: str = "stopped") -> None:
+        """Save where we are and release the session."""
+        try:
+            if self.checkpointer is not None:
+                self.checkpointer.save()
+            self.manifest.state = state
+            self.write_manifest()
+        finally:
+            if self.tensorboard is not None:
+                self.tensorboard.close()
+            self.metrics_log.close()
+            self.lock.release()
+
+    def schedule(self, done_only: bool = True) -> Schedule:
+        with self.engine._lock:
+            segments = self.plan.done(self.engine.global_step) if done_only else self.plan.segments
+            m = self.manifest
+            return Schedule(list(segments), m.steps_per_epoch, m.task, m.seed, m.threads, m.optimizer)
+
+
+def _check_spe(schedule: Schedule, spe: int) -> None:
+    if schedule.steps_per_epoch is not None and schedule.steps_per_epoch != spe:
+        raise ScheduleError(
+            f"the schedule was written for {schedule.steps_per_epoch} batches per epoch, "
+            f"the task has {spe}"
+        )
+
+
+def _check_continues(manifest: Manifest, schedule: Schedule, folder: Path) -> None:
+    """A schedule may extend a session's path, never rewrite what was trained."""
+    _check_spe(schedule, manifest.steps_per_epoch)
+    for field in ("task", "seed", "optimizer"):
+        if getattr(schedule, field) != getattr(manifest, field):
+            raise ScheduleError(
+                f"the schedule's {field} differs from session {folder.name!r}'s; "
+                "start a new session to train it"
+            )
+    done = Plan(manifest.segments, manifest.steps_per_epoch).done(manifest.global_step)
+    proposed = Plan(schedule.segments, manifest.steps_per_epoch).done(manifest.global_step)
+    if done != proposed:
+        raise ScheduleError(
+            f"the schedule does not follow the {manifest.global_epoch} epochs session "
+            f"{folder.name!r} already trained; see `lrconsole export {folder.name}`"
+        )
+
+
+def _row_to_event(row: dict[str, Any], metrics: list[str]) -> dict[str, Any]:
+    return ev.EpochEnd(
+        row["global_epoch"], row["global_step"], row["segment"], row["lr"],
+        {m: row[m] for m in metrics if m in row}, row.get("time", 0.0),
+    ).to_dict()

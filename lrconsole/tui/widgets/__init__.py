@@ -1,0 +1,1 @@
+"""The run screen's widgets."""

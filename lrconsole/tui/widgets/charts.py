@@ -1,0 +1,111 @@
+"""Live charts: loss per epoch (linear or log) and LR per epoch, with segment boundaries.
+
+A chart only marks itself stale when data arrives; the run screen's throttle timer calls
+`flush()` a few times per second, which repaints stale charts. `render()` caches its text by
+(data version, size, scale), so a repaint that changes nothing costs nothing.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.reactive import reactive
+from textual.widget import Widget
+
+from lrconsole.tui.model import RunModel
+from lrconsole.tui.plot import Trace, render_chart
+
+SERIES_STYLES = ("bold #5fd7ff", "bold #ff87d7", "bold #d7ff5f", "bold #ffaf5f")
+LR_STYLE = "bold #ffd75f"
+
+
+class Chart(Widget):
+    """Base chart: subclasses say which traces to draw."""
+
+    DEFAULT_CSS = """
+    Chart {
+        height: 1fr;
+        min-height: 5;
+        border: round $primary 50%;
+        border-title-color: $text;
+        padding: 0 1 0 0;
+    }
+    """
+
+    log_scale: reactive[bool] = reactive(False)
+
+    def __init__(self, model: RunModel, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.model = model
+        self._stale = True
+        self._cache_key: tuple[object, ...] | None = None
+        self._cache = Text()
+        self.redraws = 0  # how many times the text was rebuilt (tests, benchmarks)
+
+    def traces(self) -> list[Trace]:
+        raise NotImplementedError
+
+    def title(self) -> str:
+        raise NotImplementedError
+
+    def mark_stale(self) -> None:
+        self._stale = True
+
+    def flush(self) -> None:
+        """Repaint if new data arrived since the last repaint (called by the throttle)."""
+        if self._stale:
+            self._stale = False
+            self.border_title = self.title()
+            self.refresh()
+
+    def watch_log_scale(self) -> None:
+        self.border_title = self.title()
+        self.refresh()
+
+    def render(self) -> Text:
+        size = self.content_size
+        key = (self.model.version, id(self.model.lr), size.width, size.height, self.log_scale,
+               tuple(self.model.boundary_indices()[-64:]))
+        if key != self._cache_key:
+            self._cache_key = key
+            self._cache = render_chart(
+                self.traces(), size.width, size.height,
+                x_first=self.model.first_epoch, log=self.log_scale,
+                markers=self.model.boundary_indices(),
+            )
+            self.redraws += 1
+        return self._cache
+
+
+class LossChart(Chart):
+    """Every metric the task reports (train and test loss), per epoch."""
+
+    def traces(self) -> list[Trace]:
+        return [
+            Trace(self.model.series[name], SERIES_STYLES[i % len(SERIES_STYLES)], name)
+            for i, name in enumerate(self.model.metrics)
+            if name in self.model.series
+        ]
+
+    def title(self) -> str:
+        parts = [
+            f"[{SERIES_STYLES[i % len(SERIES_STYLES)]}]━ {name}[/]"
+            for i, name in enumerate(self.model.metrics)
+        ]
+        scale = "log" if self.log_scale else "linear"
+        return f"loss ({scale}, l toggles)  " + "  ".join(parts)
+
+
+class LrChart(Chart):
+    """The LR of each epoch."""
+
+    DEFAULT_CSS = """
+    LrChart { height: 8; }
+    """
+
+    log_scale: reactive[bool] = reactive(False)
+
+    def traces(self) -> list[Trace]:
+        return [Trace(self.model.lr, LR_STYLE, "lr")]
+
+    def title(self) -> str:
+        return f"[{LR_STYLE}]━ learning rate[/] per epoch"

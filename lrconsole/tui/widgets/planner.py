@@ -1,0 +1,209 @@
+"""The segment planner: epochs and LR fields, Enter queues, and the editable queue."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.events import Key
+from textual.widgets import Button, Input, Label, OptionList, Static
+from textual.widgets.option_list import Option
+
+from lrconsole.core.schedule import ScheduleError
+from lrconsole.tui import messages as m
+from lrconsole.tui.model import describe_segment
+from lrconsole.tui.validate import parse_epochs, parse_lr
+
+# Keys that stay console commands even while a field has the focus.
+COMMAND_KEYS = frozenset(" qtl?")
+
+
+class NumberInput(Input):
+    """An Input that leaves the console's command keys to the console.
+
+    Space, q, t, l and ? reach the bindings even while typing. `e` is a command key too,
+    except in the LR field, where it writes an exponent (1e-3).
+    """
+
+    def __init__(self, value: str, *, allow_e: bool, **kwargs: Any) -> None:
+        super().__init__(value, compact=True, **kwargs)
+        self.allow_e = allow_e
+
+    def _passes(self, character: str | None) -> bool:
+        if character is None:
+            return False
+        if character in COMMAND_KEYS:
+            return True
+        return character in "eE" and not self.allow_e
+
+    def check_consume_key(self, key: str, character: str | None) -> bool:
+        if self._passes(character):
+            return False
+        return super().check_consume_key(key, character)
+
+    async def _on_key(self, event: Key) -> None:
+        if self._passes(event.character):
+            event.prevent_default()  # do not type it; let it bubble to the bindings
+
+
+class Planner(Vertical):
+    """Epochs + LR fields and a queue button; below, the queue of planned segments."""
+
+    DEFAULT_CSS = """
+    Planner {
+        width: 36;
+        border: round $accent 60%;
+        border-title-color: $text;
+        padding: 0 1;
+    }
+    Planner .row { height: 1; }
+    Planner .row Label { width: 8; color: $text-muted; }
+    Planner NumberInput { width: 1fr; }
+    Planner .field-error { color: $error; height: auto; display: none; }
+    Planner .field-error.-shown { display: block; }
+    Planner #planner-buttons { height: 1; margin-top: 1; }
+    Planner #planner-buttons Button { margin-right: 1; }
+    Planner #queue-title { margin-top: 1; color: $text-muted; }
+    Planner #queue { height: 1fr; min-height: 2; border: none; padding: 0; }
+    Planner #editing { color: $warning; height: 1; }
+    """
+
+    BINDINGS = [Binding("escape", "cancel_edit", "Cancel edit", show=False)]
+
+    def __init__(self, *, epochs: str = "30", lr: str = "0.03", id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._epochs_default = epochs
+        self._lr_default = lr
+        self.editing: int | None = None  # position in the queue being edited
+        self.border_title = "plan a segment"
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(classes="row"):
+            yield Label("epochs")
+            yield NumberInput(self._epochs_default, allow_e=False, id="epochs",
+                              tooltip="whole number of epochs, 1 to 100,000")
+        yield Static("", id="epochs-error", classes="field-error")
+        with Horizontal(classes="row"):
+            yield Label("LR")
+            yield NumberInput(self._lr_default, allow_e=True, id="lr",
+                              tooltip="learning rate: > 0 and at most 10, e.g. 0.03 or 3e-2")
+        yield Static("", id="lr-error", classes="field-error")
+        with Horizontal(id="planner-buttons"):
+            yield Button("Queue ⏎", id="queue-button", variant="primary", compact=True)
+            yield Button("Edit", id="edit-button", compact=True)
+            yield Button("Remove", id="remove-button", variant="error", compact=True)
+        yield Static("", id="editing")
+        yield Label("queue (not started yet)", id="queue-title")
+        yield OptionList(id="queue")
+
+    # -- fields -------------------------------------------------------------------------
+    def show_error(self, field_id: str, message: str | None) -> None:
+        error = self.query_one(f"#{field_id}-error", Static)
+        error.update(f"⚠ {message}" if message else "")
+        error.set_class(bool(message), "-shown")
+        self.query_one(f"#{field_id}", NumberInput).set_class(bool(message), "-invalid")
+
+    def submit(self) -> None:
+        """Check both fields; post SegmentRequested, or InputRejected and show why."""
+        epochs_text = self.query_one("#epochs", NumberInput).value
+        lr_text = self.query_one("#lr", NumberInput).value
+        epochs: int | None = None
+        lr: float | None = None
+        try:
+            epochs = parse_epochs(epochs_text)
+            self.show_error("epochs", None)
+        except ScheduleError as exc:
+            self.show_error("epochs", str(exc))
+            self.post_message(m.InputRejected("epochs", str(exc)))
+        try:
+            lr = parse_lr(lr_text)
+            self.show_error("lr", None)
+        except ScheduleError as exc:
+            self.show_error("lr", str(exc))
+            self.post_message(m.InputRejected("lr", str(exc)))
+        if epochs is None:
+            self.query_one("#epochs", NumberInput).focus()
+            return
+        if lr is None:
+            self.query_one("#lr", NumberInput).focus()
+            return
+        self.post_message(m.SegmentRequested(epochs, lr, self.editing))
+        self.stop_editing()
+
+    @on(Input.Submitted)
+    def _submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.submit()
+
+    @on(Button.Pressed, "#queue-button")
+    def _queue_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.submit()
+
+    # -- the queue ----------------------------------------------------------------------
+    def set_queue(self, segments: list[tuple[int, dict[str, Any]]]) -> None:
+        """Show the planned segments: (segment index, segment) pairs."""
+        queue = self.query_one("#queue", OptionList)
+        highlighted = queue.highlighted
+        queue.clear_options()
+        queue.add_options(
+            Option(f"#{index + 1}  {describe_segment(seg)}") for index, seg in segments
+        )
+        if segments:
+            queue.highlighted = min(highlighted or 0, len(segments) - 1)
+        if self.editing is not None and self.editing >= len(segments):
+            self.stop_editing()
+
+    def start_editing(self, position: int, segment: dict[str, Any]) -> None:
+        self.editing = position
+        if segment.get("epochs") is not None:
+            self.query_one("#epochs", NumberInput).value = str(segment["epochs"])
+        self.query_one("#lr", NumberInput).value = f"{float(segment['lr']):g}"
+        self.query_one("#editing", Static).update(
+            f"editing queued #{position + 1}: Enter saves, Esc cancels"
+        )
+        self.query_one("#epochs", NumberInput).focus()
+
+    def stop_editing(self) -> None:
+        self.editing = None
+        self.query_one("#editing", Static).update("")
+
+    def action_cancel_edit(self) -> None:
+        if self.editing is not None:
+            self.stop_editing()
+        else:
+            self.screen.set_focus(None)
+
+    def _selected(self) -> int | None:
+        queue = self.query_one("#queue", OptionList)
+        return queue.highlighted if queue.option_count else None
+
+    @on(Button.Pressed, "#edit-button")
+    def _edit_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        position = self._selected()
+        if position is not None:
+            self.post_message(m.QueueEditRequested(position, remove=False))
+
+    @on(Button.Pressed, "#remove-button")
+    def _remove_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        position = self._selected()
+        if position is not None:
+            self.post_message(m.QueueEditRequested(position, remove=True))
+
+    @on(OptionList.OptionSelected, "#queue")
+    def _option_selected(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        self.post_message(m.QueueEditRequested(event.option_index, remove=False))
+
+    def on_key(self, event: Key) -> None:
+        queue = self.query_one("#queue", OptionList)
+        if queue.has_focus and event.key in ("delete", "backspace", "x"):
+            position = self._selected()
+            if position is not None:
+                event.stop()
+                self.post_message(m.QueueEditRequested(position, remove=True))

@@ -1,0 +1,73 @@
+"""Progress of the current segment (epoch and batch), counters, ETA, LR and last metrics."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import ProgressBar, Static
+
+from lrconsole.tui.model import RunModel
+from lrconsole.tui.plot import format_value
+
+
+def format_eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+class RunProgress(Vertical):
+    """Two lines: a bar for the running segment, then the counters."""
+
+    DEFAULT_CSS = """
+    RunProgress { height: 2; padding: 0 1; }
+    RunProgress Horizontal { height: 1; }
+    RunProgress #segment-label { width: auto; min-width: 30; }
+    RunProgress ProgressBar { width: 1fr; }
+    RunProgress ProgressBar Bar { width: 1fr; }
+    RunProgress #counters { height: 1; color: $text; }
+    """
+
+    def __init__(self, model: RunModel, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.model = model
+
+    def compose(self) -> ComposeResult:
+        with Horizontal():
+            yield Static("no segment yet", id="segment-label")
+            yield ProgressBar(total=None, show_eta=False, show_percentage=True, id="segment-bar")
+        yield Static("", id="counters")
+
+    def counters_text(self) -> str:
+        model = self.model
+        lr = model.current_lr()
+        parts = [
+            f"[b]epoch {model.global_epoch}[/b]",
+            f"ETA {format_eta(model.eta_seconds())}",
+            f"lr {format_value(lr) if lr is not None else '—'}",
+        ]
+        parts += [f"{name} {format_value(v)}" for name, v in model.last_metrics.items()]
+        return "  ·  ".join(parts)
+
+    def update_view(self) -> None:
+        model = self.model
+        label = self.query_one("#segment-label", Static)
+        bar = self.query_one("#segment-bar", ProgressBar)
+        current = model.current_segment()
+        if current is None:
+            label.update("no segment yet ")
+            bar.update(total=None, progress=0)
+        else:
+            index, _seg, done, length = current
+            spe = model.steps_per_epoch
+            epochs = -(-length // spe)
+            epoch_in = min(epochs, done // spe + (1 if done < length else 0))
+            batch = done % spe if done < length else spe
+            if model.batch and done < length:
+                batch = int(model.batch.get("batch") or batch)
+            label.update(f"segment #{index + 1}  epoch {epoch_in}/{epochs}  batch {batch}/{spe} ")
+            bar.update(total=max(1, length), progress=done)
+        self.query_one("#counters", Static).update(self.counters_text())
