@@ -27,38 +27,89 @@ MakeScheduler = Callable[[Optimizer], sch.LRScheduler]
 TWINS: list[tuple[str, dict[str, Any], MakeScheduler]] = [
     ("linear_warmup", {}, lambda o: sch.LinearLR(o, start_factor=1 / 3, total_iters=T)),
     ("linear_warmup", {"start_factor": 0.25}, lambda o: sch.LinearLR(o, 0.25, total_iters=T)),
-    ("linear_warmup", {"start_factor": 0.1, "warmup": 12},
-     lambda o: sch.LinearLR(o, start_factor=0.1, total_iters=12)),
+    (
+        "linear_warmup",
+        {"start_factor": 0.1, "warmup": 12},
+        lambda o: sch.LinearLR(o, start_factor=0.1, total_iters=12),
+    ),
     ("step", {"step_size": 7, "gamma": 0.5}, lambda o: sch.StepLR(o, step_size=7, gamma=0.5)),
     ("step", {}, lambda o: sch.StepLR(o, step_size=1, gamma=0.1)),
     ("exponential", {"gamma": 0.9}, lambda o: sch.ExponentialLR(o, gamma=0.9)),
     ("exponential", {}, lambda o: sch.ExponentialLR(o, gamma=0.95)),
     ("power", {}, lambda o: sch.PolynomialLR(o, total_iters=T, power=1.0)),
     ("power", {"power": 2.0}, lambda o: sch.PolynomialLR(o, total_iters=T, power=2.0)),
-    ("power", {"power": 0.9, "total_iters": 20},
-     lambda o: sch.PolynomialLR(o, total_iters=20, power=0.9)),
+    (
+        "power",
+        {"power": 0.9, "total_iters": 20},
+        lambda o: sch.PolynomialLR(o, total_iters=20, power=0.9),
+    ),
     ("cosine", {}, lambda o: sch.CosineAnnealingLR(o, T_max=T)),
     ("cosine", {"lr_end": 0.001}, lambda o: sch.CosineAnnealingLR(o, T_max=T, eta_min=0.001)),
-    ("cosine", {"lr_end": 0.01, "T_max": 80},
-     lambda o: sch.CosineAnnealingLR(o, T_max=80, eta_min=0.01)),
-    ("cyclic", {}, lambda o: sch.CyclicLR(
-        o, base_lr=LR * 0.1, max_lr=LR, step_size_up=T // 2, cycle_momentum=False)),
-    ("cyclic", {"lr_min": 0.01, "step_size_up": 5, "step_size_down": 3, "mode": "triangular2"},
-     lambda o: sch.CyclicLR(o, base_lr=0.01, max_lr=LR, step_size_up=5, step_size_down=3,
-                            mode="triangular2", cycle_momentum=False)),
-    ("cyclic", {"base_factor": 0.2, "step_size_up": 4, "mode": "exp_range", "gamma": 0.98},
-     lambda o: sch.CyclicLR(o, base_lr=LR * 0.2, max_lr=LR, step_size_up=4,
-                            mode="exp_range", gamma=0.98, cycle_momentum=False)),
-    ("one_cycle", {}, lambda o: sch.OneCycleLR(o, max_lr=LR, total_steps=T,
-                                               cycle_momentum=False)),
-    ("one_cycle", {"pct_start": 0.25, "div_factor": 10.0, "final_div_factor": 100.0,
-                   "anneal_strategy": "linear"},
-     lambda o: sch.OneCycleLR(o, max_lr=LR, total_steps=T, pct_start=0.25, div_factor=10.0,
-                              final_div_factor=100.0, anneal_strategy="linear",
-                              cycle_momentum=False)),
-    ("one_cycle", {"pct_start": 0.4, "three_phase": True},
-     lambda o: sch.OneCycleLR(o, max_lr=LR, total_steps=T, pct_start=0.4, three_phase=True,
-                              cycle_momentum=False)),
+    (
+        "cosine",
+        {"lr_end": 0.01, "T_max": 80},
+        lambda o: sch.CosineAnnealingLR(o, T_max=80, eta_min=0.01),
+    ),
+    (
+        "cyclic",
+        {},
+        lambda o: sch.CyclicLR(
+            o, base_lr=LR * 0.1, max_lr=LR, step_size_up=T // 2, cycle_momentum=False
+        ),
+    ),
+    (
+        "cyclic",
+        {"lr_min": 0.01, "step_size_up": 5, "step_size_down": 3, "mode": "triangular2"},
+        lambda o: sch.CyclicLR(
+            o,
+            base_lr=0.01,
+            max_lr=LR,
+            step_size_up=5,
+            step_size_down=3,
+            mode="triangular2",
+            cycle_momentum=False,
+        ),
+    ),
+    (
+        "cyclic",
+        {"base_factor": 0.2, "step_size_up": 4, "mode": "exp_range", "gamma": 0.98},
+        lambda o: sch.CyclicLR(
+            o,
+            base_lr=LR * 0.2,
+            max_lr=LR,
+            step_size_up=4,
+            mode="exp_range",
+            gamma=0.98,
+            cycle_momentum=False,
+        ),
+    ),
+    ("one_cycle", {}, lambda o: sch.OneCycleLR(o, max_lr=LR, total_steps=T, cycle_momentum=False)),
+    (
+        "one_cycle",
+        {
+            "pct_start": 0.25,
+            "div_factor": 10.0,
+            "final_div_factor": 100.0,
+            "anneal_strategy": "linear",
+        },
+        lambda o: sch.OneCycleLR(
+            o,
+            max_lr=LR,
+            total_steps=T,
+            pct_start=0.25,
+            div_factor=10.0,
+            final_div_factor=100.0,
+            anneal_strategy="linear",
+            cycle_momentum=False,
+        ),
+    ),
+    (
+        "one_cycle",
+        {"pct_start": 0.4, "three_phase": True},
+        lambda o: sch.OneCycleLR(
+            o, max_lr=LR, total_steps=T, pct_start=0.4, three_phase=True, cycle_momentum=False
+        ),
+    ),
 ]
 
 
@@ -116,8 +167,11 @@ def test_boundaries(name: str) -> None:
     first, last = shape_lr(name, LR, {}, 0, T), shape_lr(name, LR, {}, T - 1, T)
     assert all(math.isfinite(v) and v >= 0 for v in (first, last))
     expected_first = {
-        "linear_warmup": LR / 3, "exp_warmup": LR * 0.01, "cosine_warmup": 0.0,
-        "cyclic": LR * 0.1, "one_cycle": LR / 25.0,
+        "linear_warmup": LR / 3,
+        "exp_warmup": LR * 0.01,
+        "cosine_warmup": 0.0,
+        "cyclic": LR * 0.1,
+        "one_cycle": LR / 25.0,
     }.get(name, LR)
     assert first == pytest.approx(expected_first, rel=REL)
     if name == "one_cycle":

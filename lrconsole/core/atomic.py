@@ -27,7 +27,8 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
+    data = text.encode("utf-8")
+    atomic_write(path, lambda handle: None if handle.write(data) else None)
 
 
 def _fsync_dir(folder: Path) -> None:

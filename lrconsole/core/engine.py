@@ -220,9 +220,9 @@ class Engine:
         if self._segment_version != self.plan.version or step >= self._segment_end:
             index, _ = self.plan.locate(step)
             self._segment_version = self.plan.version
-            if index != self._segment_index and self._segment_index >= 0 and step > 0:
-                if self._segment_end > step:  # cut short by an edit
-                    self.emit(ev.SegmentEnd(self._segment_index, self.global_epoch, step))
+            moved = index != self._segment_index and self._segment_index >= 0
+            if moved and 0 < step < self._segment_end:  # cut short by an edit
+                self.emit(ev.SegmentEnd(self._segment_index, self.global_epoch, step))
             self._segment_index = index
             self._segment = self.plan.segments[index]
             self._segment_end = self.plan.end_of(index)
@@ -253,8 +253,14 @@ class Engine:
         if self._handlers.get(ev.BatchEnd):
             value = loss.item()
             self.emit(
-                ev.BatchEnd(self.global_step, self.global_epoch + 1, self._batch,
-                            self.steps_per_epoch, value, lr)
+                ev.BatchEnd(
+                    self.global_step,
+                    self.global_epoch + 1,
+                    self._batch,
+                    self.steps_per_epoch,
+                    value,
+                    lr,
+                )
             )
         if self._batch == self.steps_per_epoch:
             self._finish_epoch(index)
@@ -267,7 +273,9 @@ class Engine:
             self.global_epoch += 1
             self._iter = None
             self._batch = 0
-        self.emit(ev.EpochEnd(self.global_epoch, self.global_step, segment, self.lr, metrics, time.time()))
+        self.emit(
+            ev.EpochEnd(self.global_epoch, self.global_step, segment, self.lr, metrics, time.time())
+        )
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:

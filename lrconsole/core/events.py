@@ -104,6 +104,15 @@ class Error(Event):
 
 
 ALL_EVENTS: tuple[type[Event], ...] = (
-    BatchEnd, EpochEnd, SegmentStart, SegmentEnd, Paused, Resumed,
-    PlanChanged, LrSet, CheckpointSaved, Warning, Error,
+    BatchEnd,
+    EpochEnd,
+    SegmentStart,
+    SegmentEnd,
+    Paused,
+    Resumed,
+    PlanChanged,
+    LrSet,
+    CheckpointSaved,
+    Warning,
+    Error,
 )

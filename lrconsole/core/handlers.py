@@ -72,7 +72,11 @@ class MetricsRecorder:
             value < best["value"] if manifest.monitor_mode == "min" else value > best["value"]
         )
         if better:
-            manifest.best = {"metric": manifest.monitor, "value": value, "epoch": event.global_epoch}
+            manifest.best = {
+                "metric": manifest.monitor,
+                "value": value,
+                "epoch": event.global_epoch,
+            }
 
 
 class Checkpointer:

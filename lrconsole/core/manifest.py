@@ -113,9 +113,26 @@ def _parse(text: str, source: str) -> Manifest:
     check = Checker(source)
     root = load_nodes(text, source)
     keys = (
-        "format", "name", "lrconsole", "torch", "created", "updated", "task", "seed",
-        "threads", "optimizer", "steps_per_epoch", "metrics", "monitor", "monitor_mode",
-        "state", "position", "checkpoint", "keep_checkpoints", "best", "segments",
+        "format",
+        "name",
+        "lrconsole",
+        "torch",
+        "created",
+        "updated",
+        "task",
+        "seed",
+        "threads",
+        "optimizer",
+        "steps_per_epoch",
+        "metrics",
+        "monitor",
+        "monitor_mode",
+        "state",
+        "position",
+        "checkpoint",
+        "keep_checkpoints",
+        "best",
+        "segments",
     )
     top = check.mapping(root, "manifest", optional=keys)
     for key in ("format", "task", "steps_per_epoch", "segments", "position", "metrics"):
@@ -124,8 +141,9 @@ def _parse(text: str, source: str) -> Manifest:
     version = check.integer(top["format"], "format", minimum=1)
     if version > MANIFEST_FORMAT:
         check.fail(
-            top["format"], "format",
-            f"{version} is newer than this lrconsole understands ({MANIFEST_FORMAT}); upgrade lrconsole",
+            top["format"],
+            "format",
+            f"{version} is newer than this lrconsole reads ({MANIFEST_FORMAT}); upgrade lrconsole",
         )
     data = {k: check.plain(v, k, object) for k, v in top.items()}
     try:
@@ -230,7 +248,9 @@ def summarize(folder: Path) -> SessionSummary:
     best = (m.monitor, float(m.best["value"])) if m.best else None
     pid = runner_pid(folder)
     state = ("paused" if m.state == "paused" else "running") if pid else "stopped"
-    return SessionSummary(m.name, folder, m.task.spec, m.global_epoch, best, last_metrics(folder), state)
+    return SessionSummary(
+        m.name, folder, m.task.spec, m.global_epoch, best, last_metrics(folder), state
+    )
 
 
 def list_sessions(sessions_dir: Path) -> list[SessionSummary]:

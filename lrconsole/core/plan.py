@@ -49,7 +49,7 @@ class Plan:
 
     def replace_queued(self, step: int, segments: Iterable[Segment]) -> None:
         """Swap every segment that starts at or after `step` for `segments`."""
-        keep = [s for s, start in zip(self.segments, self.starts) if start < step]
+        keep = [s for s, start in zip(self.segments, self.starts, strict=True) if start < step]
         self._set(keep + list(segments))
 
     def split_at(self, step: int, lr: float) -> None:
@@ -76,11 +76,13 @@ class Plan:
     def done(self, step: int) -> list[Segment]:
         """The path trained up to `step`: finished segments and the running one, cut."""
         out = []
-        for seg, start in zip(self.segments, self.starts):
+        for seg, start in zip(self.segments, self.starts, strict=True):
             if start >= step:
                 break
             length = seg.length(self.steps_per_epoch)
-            out.append(seg if start + length <= step else seg.truncated(step - start, self.steps_per_epoch))
+            out.append(
+                seg if start + length <= step else seg.truncated(step - start, self.steps_per_epoch)
+            )
         return out
 
     def to_dict(self, step: int) -> dict[str, Any]:

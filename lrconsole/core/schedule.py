@@ -330,7 +330,8 @@ def _parse_schedule(check: Checker, root: Node) -> Schedule:
         name = str(data.get("name", "sgd")).lower()
         if name not in OPTIMIZERS:
             check.fail(
-                top["optimizer"], "optimizer.name",
+                top["optimizer"],
+                "optimizer.name",
                 f"unknown optimizer {name!r} (known: {', '.join(OPTIMIZERS)})",
             )
         optimizer = OptimizerSpec.from_dict({**data, "name": name})

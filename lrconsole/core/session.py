@@ -31,7 +31,7 @@ class SessionLock:
         self._handle: IO[str] | None = None
 
     def acquire(self) -> None:
-        handle = open(self.path, "a+")
+        handle = open(self.path, "a+")  # noqa: SIM115 - held open for the lock's lifetime
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -89,10 +89,14 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
         reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
         raise SessionError(f"{path}: corrupt or truncated checkpoint ({reason})") from None
-    if not isinstance(state, dict) or not {"model", "optimizer", "rng", "global_step"} <= set(state):
+    if not isinstance(state, dict) or not {"model", "optimizer", "rng", "global_step"} <= set(
+        state
+    ):
         raise SessionError(f"{path}: not an lrconsole checkpoint")
     if int(state.get("format", 1)) > STATE_FORMAT:
-        raise SessionError(f"{path}: checkpoint format {state['format']} is newer than this lrconsole")
+        raise SessionError(
+            f"{path}: checkpoint format {state['format']} is newer than this lrconsole"
+        )
     return state
 
 
@@ -138,7 +142,7 @@ class MetricsLog:
         writer.writeheader()
         writer.writerows(rows)
         atomic_write_text(self.path, text.getvalue())
-        self._handle = open(self.path, "a", newline="", encoding="utf-8")
+        self._handle = open(self.path, "a", newline="", encoding="utf-8")  # noqa: SIM115
         self._writer = csv.DictWriter(self._handle, self.columns, lineterminator="\n")
         return [_typed(row) for row in rows]
 

@@ -130,65 +130,101 @@ SHAPES: dict[str, ShapeSpec] = {
     for s in (
         _spec("constant", _constant, "lr for the whole segment"),
         _spec(
-            "linear_warmup", _linear_warmup,
+            "linear_warmup",
+            _linear_warmup,
             "lr * (start_factor + (1 - start_factor) * f)  [LinearLR]" + _WARMUP,
-            start_factor=1 / 3, warmup=None,
+            start_factor=1 / 3,
+            warmup=None,
         ),
         _spec(
-            "exp_warmup", _exp_warmup,
+            "exp_warmup",
+            _exp_warmup,
             "lr * start_factor ** (1 - f): geometric growth" + _WARMUP,
-            start_factor=0.01, warmup=None,
+            start_factor=0.01,
+            warmup=None,
         ),
         _spec(
-            "cosine_warmup", _cosine_warmup,
+            "cosine_warmup",
+            _cosine_warmup,
             "lr * (start_factor + (1 - start_factor) * (1 - cos(pi * f)) / 2)" + _WARMUP,
-            start_factor=0.0, warmup=None,
+            start_factor=0.0,
+            warmup=None,
         ),
         _spec(
-            "step", _step, "lr * gamma ** floor(t / step_size)  [StepLR]",
-            step_size=1, gamma=0.1,
+            "step",
+            _step,
+            "lr * gamma ** floor(t / step_size)  [StepLR]",
+            step_size=1,
+            gamma=0.1,
         ),
         _spec("exponential", _exponential, "lr * gamma ** t  [ExponentialLR]", gamma=0.95),
         _spec(
-            "power", _power,
+            "power",
+            _power,
             "lr * (1 - min(t, total_iters) / total_iters) ** power, total_iters defaults to T"
             "  [PolynomialLR]",
-            power=1.0, total_iters=None,
+            power=1.0,
+            total_iters=None,
         ),
         _spec(
-            "inverse_time", _inverse_time,
+            "inverse_time",
+            _inverse_time,
             "lr * (1 + t / decay_steps) ** -power: the lesson's lr0 * (1 + t/s)^-c"
             "  [Keras InverseTimeDecay when power=1]",
-            decay_steps=1.0, power=1.0,
+            decay_steps=1.0,
+            power=1.0,
         ),
         _spec(
-            "cosine", _cosine,
+            "cosine",
+            _cosine,
             "lr_end + (lr - lr_end) * (1 + cos(pi * min(t, T_max) / T_max)) / 2, T_max defaults"
             " to T; flat at lr_end after T_max  [CosineAnnealingLR, eta_min=lr_end]",
-            lr_end=0.0, T_max=None,
+            lr_end=0.0,
+            T_max=None,
         ),
         _spec(
-            "cyclic", _cyclic,
+            "cyclic",
+            _cyclic,
             "triangle from base = lr_min (or lr * base_factor) up to lr in step_size_up, down"
             " in step_size_down (default T/2 and step_size_up: one cycle per segment); mode"
             " triangular2 halves the height each cycle, exp_range scales it by gamma ** t"
             "  [CyclicLR, max_lr=lr]",
-            base_factor=0.1, lr_min=None, step_size_up=None, step_size_down=None,
-            mode="triangular", gamma=1.0,
+            base_factor=0.1,
+            lr_min=None,
+            step_size_up=None,
+            step_size_down=None,
+            mode="triangular",
+            gamma=1.0,
         ),
         _spec(
-            "one_cycle", _one_cycle,
+            "one_cycle",
+            _one_cycle,
             "lr/div_factor up to lr over pct_start * total_steps, then down to"
             " lr/div_factor/final_div_factor at t = total_steps - 1 (default T), cos or"
             " linear anneal  [OneCycleLR, max_lr=lr]",
-            pct_start=0.3, div_factor=25.0, final_div_factor=1e4, anneal_strategy="cos",
-            three_phase=False, total_steps=None,
+            pct_start=0.3,
+            div_factor=25.0,
+            final_div_factor=1e4,
+            anneal_strategy="cos",
+            three_phase=False,
+            total_steps=None,
         ),
     )
 }
 
-_POSITIVE = {"warmup", "step_size", "gamma", "total_iters", "decay_steps", "T_max",
-             "step_size_up", "step_size_down", "div_factor", "final_div_factor", "total_steps"}
+_POSITIVE = {
+    "warmup",
+    "step_size",
+    "gamma",
+    "total_iters",
+    "decay_steps",
+    "T_max",
+    "step_size_up",
+    "step_size_down",
+    "div_factor",
+    "final_div_factor",
+    "total_steps",
+}
 _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     **{k: (lambda v: v > 0, "must be > 0") for k in _POSITIVE},
     "start_factor": (lambda v: 0 <= v <= 1, "must be between 0 and 1"),
@@ -197,8 +233,10 @@ _RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "power": (lambda v: v >= 0, "must be >= 0"),
     "lr_end": (lambda v: v >= 0, "must be >= 0"),
     "lr_min": (lambda v: v >= 0, "must be >= 0"),
-    "mode": (lambda v: v in ("triangular", "triangular2", "exp_range"),
-             "must be triangular, triangular2 or exp_range"),
+    "mode": (
+        lambda v: v in ("triangular", "triangular2", "exp_range"),
+        "must be triangular, triangular2 or exp_range",
+    ),
     "anneal_strategy": (lambda v: v in ("cos", "linear"), "must be cos or linear"),
 }
 

@@ -72,9 +72,11 @@ def build_optimizer(spec: OptimizerSpec, params: Iterable[Any], lr: float) -> to
     try:
         cls = classes[spec.name.lower()]
     except KeyError:
-        raise UserError(f"optimizer: unknown name {spec.name!r} (known: {', '.join(classes)})") from None
+        raise UserError(
+            f"optimizer: unknown name {spec.name!r} (known: {', '.join(classes)})"
+        ) from None
     try:
-        return cls(params, lr=lr, **dict(spec.kwargs))
+        return cls(params, lr=lr, **dict(spec.kwargs))  # type: ignore[call-arg]
     except TypeError as exc:
         raise UserError(f"optimizer {spec.name}: {exc}") from None
 
@@ -87,7 +89,9 @@ def load_task(spec: TaskSpec) -> Task:
     except UserError:
         raise
     except Exception as exc:  # a user's factory may raise anything; show it in one line
-        raise TaskError(f"task {spec.spec!r}: the factory raised {type(exc).__name__}: {exc}") from None
+        raise TaskError(
+            f"task {spec.spec!r}: the factory raised {type(exc).__name__}: {exc}"
+        ) from None
     if not isinstance(task, Task):
         raise TaskError(
             f"task {spec.spec!r}: the factory returned {type(task).__name__}, not lrconsole.Task"
@@ -101,7 +105,9 @@ def _find_factory(spec: str) -> Callable[..., Any]:
 
         return make_lesson_task
     if ":" not in spec:
-        raise TaskError(f"task {spec!r}: expected 'lesson', 'module.path:factory' or 'file.py:factory'")
+        raise TaskError(
+            f"task {spec!r}: expected 'lesson', 'module.path:factory' or 'file.py:factory'"
+        )
     where, _, name = spec.rpartition(":")
     if where.endswith(".py") or "/" in where:
         module = _import_file(Path(where), spec)
@@ -111,7 +117,9 @@ def _find_factory(spec: str) -> Callable[..., Any]:
         except ImportError as exc:
             raise TaskError(f"task {spec!r}: cannot import {where!r}: {exc}") from None
         except Exception as exc:
-            raise TaskError(f"task {spec!r}: importing {where!r} raised {type(exc).__name__}: {exc}") from None
+            raise TaskError(
+                f"task {spec!r}: importing {where!r} raised {type(exc).__name__}: {exc}"
+            ) from None
     factory = getattr(module, name, None)
     if not callable(factory):
         raise TaskError(f"task {spec!r}: {where!r} has no function {name!r}")
@@ -130,5 +138,7 @@ def _import_file(path: Path, spec: str) -> Any:
     try:
         loader_spec.loader.exec_module(module)
     except Exception as exc:
-        raise TaskError(f"task {spec!r}: loading {str(path)!r} raised {type(exc).__name__}: {exc}") from None
+        raise TaskError(
+            f"task {spec!r}: loading {str(path)!r} raised {type(exc).__name__}: {exc}"
+        ) from None
     return module

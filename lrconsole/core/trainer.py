@@ -1,8 +1,8 @@
 """A trainer: one session folder, its task, engine and handlers, ready to run.
 
-    trainer = Trainer.open(Path("sessions/demo"), schedule=Schedule.load("plan.yaml"))
-    trainer.engine.run()
-    trainer.close()
+trainer = Trainer.open(Path("sessions/demo"), schedule=Schedule.load("plan.yaml"))
+trainer.engine.run()
+trainer.close()
 """
 
 from __future__ import annotations
@@ -31,9 +31,7 @@ from lrconsole.core.task import Task, TaskError, load_task
 
 
 class Trainer:
-    def __init__(
-        self, folder: Path, manifest: Manifest, task: Task, lock: SessionLock
-    ) -> None:
+    def __init__(self, folder: Path, manifest: Manifest, task: Task, lock: SessionLock) -> None:
         self.folder = folder
         self.manifest = manifest
         self.task = task
@@ -87,14 +85,18 @@ class Trainer:
         threads = source.threads
         seed_everything(source.seed)
         task = load_task(source.task)
-        seed_everything(source.seed)  # the training RNG starts from the seed, whatever the task drew
+        seed_everything(
+            source.seed
+        )  # the training RNG starts from the seed, whatever the task drew
         threads = threads or task.threads
         if threads:
             torch.set_num_threads(threads)
         try:
             spe = len(task.train_loader)  # type: ignore[arg-type]
         except TypeError:
-            raise TaskError("the task's train_loader must have a length (batches per epoch)") from None
+            raise TaskError(
+                "the task's train_loader must have a length (batches per epoch)"
+            ) from None
         if spe < 1:
             raise TaskError("the task's train_loader is empty")
         if manifest is None:
@@ -191,7 +193,9 @@ class Trainer:
         with self.engine._lock:
             segments = self.plan.done(self.engine.global_step) if done_only else self.plan.segments
             m = self.manifest
-            return Schedule(list(segments), m.steps_per_epoch, m.task, m.seed, m.threads, m.optimizer)
+            return Schedule(
+                list(segments), m.steps_per_epoch, m.task, m.seed, m.threads, m.optimizer
+            )
 
 
 def _check_spe(schedule: Schedule, spe: int) -> None:
@@ -222,6 +226,10 @@ def _check_continues(manifest: Manifest, schedule: Schedule, folder: Path) -> No
 
 def _row_to_event(row: dict[str, Any], metrics: list[str]) -> dict[str, Any]:
     return ev.EpochEnd(
-        row["global_epoch"], row["global_step"], row["segment"], row["lr"],
-        {m: row[m] for m in metrics if m in row}, row.get("time", 0.0),
+        row["global_epoch"],
+        row["global_step"],
+        row["segment"],
+        row["lr"],
+        {m: row[m] for m in metrics if m in row},
+        row.get("time", 0.0),
     ).to_dict()

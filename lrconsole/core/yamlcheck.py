@@ -91,7 +91,7 @@ class Checker:
 
     def plain(self, node: Node, where: str, kind: type) -> Any:
         """The node as plain Python data, which must be of `kind`."""
-        value = Loader("").construct_object(node, deep=True)  # type: ignore[no-untyped-call]
+        value = Loader("").construct_object(node, deep=True)
         if not isinstance(value, kind):
             self.fail(node, where, f"must be a {kind.__name__}, got {value!r}")
         return value

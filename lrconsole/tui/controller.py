@@ -8,6 +8,7 @@ Training runs in the runner process, so nothing here competes with it for the GI
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -166,13 +167,9 @@ class Controller:
         if client is None:
             return
         if shutdown:
-            try:
-                self.sent.append(("shutdown", {}))
+            self.sent.append(("shutdown", {}))
+            with contextlib.suppress(Exception):  # the runner may already be gone
                 await client.call("shutdown", timeout=30.0)
-            except Exception:  # noqa: BLE001 - the runner may already be gone
-                pass
-        try:
+        with contextlib.suppress(Exception):
             await client.close()
-        except Exception:  # noqa: BLE001
-            pass
         self.client = None

@@ -149,7 +149,10 @@ def render_chart(
     marker_cols: set[int] = set()
     for m in markers:
         if 0 < m < size:
-            mx = round(m * (dots_x - 1) / max(1, size - 1)) if size <= columns else m * columns // size
+            if size <= columns:
+                mx = round(m * (dots_x - 1) / max(1, size - 1))
+            else:
+                mx = m * columns // size
             marker_cols.add(min(plot_w - 1, mx >> 1))
 
     labels = {0: y_hi, plot_h - 1: y_lo}

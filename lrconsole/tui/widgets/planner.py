@@ -65,7 +65,7 @@ class Planner(Vertical):
     Planner .field-error { color: $error; height: auto; display: none; }
     Planner .field-error.-shown { display: block; }
     Planner #planner-buttons { height: 1; margin-top: 1; }
-    Planner #planner-buttons Button { margin-right: 1; }
+    Planner #planner-buttons Button { margin-right: 1; width: auto; min-width: 6; }
     Planner #queue-title { margin-top: 1; color: $text-muted; }
     Planner #queue { height: 1fr; min-height: 2; border: none; padding: 0; }
     Planner #editing { color: $warning; height: 1; }
@@ -98,6 +98,11 @@ class Planner(Vertical):
         yield Static("", id="editing")
         yield Label("queue (not started yet)", id="queue-title")
         yield OptionList(id="queue")
+
+    def on_mount(self) -> None:
+        if self.app.is_headless:  # steady screenshots in tests
+            for field in self.query(NumberInput):
+                field.cursor_blink = False
 
     # -- fields -------------------------------------------------------------------------
     def show_error(self, field_id: str, message: str | None) -> None:

@@ -64,10 +64,10 @@ class RunProgress(Vertical):
             index, _seg, done, length = current
             spe = model.steps_per_epoch
             epochs = -(-length // spe)
-            epoch_in = min(epochs, done // spe + (1 if done < length else 0))
-            batch = done % spe if done < length else spe
-            if model.batch and done < length:
-                batch = int(model.batch.get("batch") or batch)
+            if done % spe:
+                epoch_in, batch = done // spe + 1, done % spe
+            else:
+                epoch_in, batch = done // spe, spe if done else 0
             label.update(f"segment #{index + 1}  epoch {epoch_in}/{epochs}  batch {batch}/{spe} ")
             bar.update(total=max(1, length), progress=done)
         self.query_one("#counters", Static).update(self.counters_text())

@@ -1,0 +1,3 @@
+from lrconsole.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,130 @@
+"""`lrconsole run`: train a schedule without a console, with a progress line."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from types import FrameType
+from typing import TextIO
+
+from lrconsole.core.manifest import MANIFEST, resolve_session
+from lrconsole.core.schedule import Schedule, TaskSpec
+from lrconsole.errors import UserError
+
+
+def session_folder(args: argparse.Namespace) -> Path:
+    return resolve_session(args.sessions_dir, args.session, must_exist=False)
+
+
+def load_schedule(args: argparse.Namespace) -> Schedule | None:
+    if args.schedule is None:
+        if args.task is not None or args.seed is not None:
+            raise UserError("--task and --seed need --schedule")
+        return None
+    schedule = Schedule.load(args.schedule)
+    if args.task is not None:
+        schedule = replace(schedule, task=TaskSpec(args.task))
+    if args.seed is not None:
+        if args.seed < 0:
+            raise UserError(f"--seed: must be >= 0, got {args.seed}")
+        schedule = replace(schedule, seed=args.seed)
+    return schedule
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    folder = session_folder(args)
+    schedule = load_schedule(args)
+    if schedule is None and not (folder / MANIFEST).is_file():
+        raise UserError(f"no session {args.session!r} yet: give --schedule FILE to create it")
+    if args.detach:
+        from lrconsole.runner.launch import ensure_runner
+
+        ensure_runner(folder, schedule=schedule)
+        print(f"runner started for {folder}; attach with `lrconsole attach {args.session}`")
+        return 0
+
+    from lrconsole.core import events as ev
+    from lrconsole.core.trainer import Trainer
+
+    trainer = Trainer.open(
+        folder,
+        schedule=schedule,
+        tensorboard=not args.no_tensorboard,
+        checkpoint_interval=args.checkpoint_every,
+    )
+    engine = trainer.engine
+    progress = Progress(sys.stderr, engine.plan.total_steps, engine.steps_per_epoch)
+    engine.on(ev.EpochEnd, progress.on_epoch)
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        engine.request_exit("interrupted")
+
+    previous = signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        reason = engine.run()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        trainer.close(state="stopped")
+        progress.finish()
+    where = f"epoch {engine.global_epoch} (step {engine.global_step})"
+    if reason == "interrupted":
+        print(
+            f"interrupted: saved at {where}; continue with `lrconsole run {args.session}`",
+            file=sys.stderr,
+        )
+        return 130
+    print(f"done: {folder.name} at {where}", file=sys.stderr)
+    return 0
+
+
+class Progress:
+    """A progress line on stderr: redrawn at most 10 times a second on a terminal,
+    one line per 10% otherwise (logs stay short)."""
+
+    def __init__(self, out: TextIO, total_steps: int, steps_per_epoch: int) -> None:
+        self.out = out
+        self.total_epochs = total_steps // steps_per_epoch
+        self.tty = out.isatty()
+        self.start = time.monotonic()
+        self.first_epoch: int | None = None
+        self.last_draw = 0.0
+        self.last_decile = -1
+        self.line = ""
+
+    def on_epoch(self, event: object) -> None:
+        from lrconsole.core.events import EpochEnd
+
+        assert isinstance(event, EpochEnd)
+        now = time.monotonic()
+        if self.first_epoch is None:
+            self.first_epoch = event.global_epoch - 1
+        done = event.global_epoch - self.first_epoch
+        left = max(self.total_epochs - event.global_epoch, 0)
+        eta = (now - self.start) / done * left if done else 0.0
+        metrics = "  ".join(f"{k} {v:.4g}" for k, v in event.metrics.items())
+        frac = event.global_epoch / self.total_epochs if self.total_epochs else 1.0
+        bar = "#" * int(frac * 20)
+        self.line = (
+            f"[{bar:<20}] epoch {event.global_epoch}/{self.total_epochs}  "
+            f"lr {event.lr:g}  {metrics}  ETA {eta:.0f}s"
+        )
+        if self.tty:
+            if now - self.last_draw >= 0.1:
+                self.out.write("\r" + self.line + "\x1b[K")
+                self.out.flush()
+                self.last_draw = now
+        else:
+            decile = int(frac * 10)
+            if decile != self.last_decile:
+                self.out.write(self.line + "\n")
+                self.last_decile = decile
+
+    def finish(self) -> None:
+        if self.tty and self.line:
+            self.out.write("\r" + self.line + "\x1b[K\n")
+        self.out.flush()

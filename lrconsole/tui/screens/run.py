@@ -1,0 +1,317 @@
+"""The run screen: charts, planner, progress, segment history; owns the runner connection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.markup import escape
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+from textual.worker import Worker, WorkerState
+
+from lrconsole.tui import messages as m
+from lrconsole.tui.controller import Connector, Controller, NotConnected
+from lrconsole.tui.screens.dialogs import ErrorScreen, ExportScreen, QuitScreen
+from lrconsole.tui.tensorboard import TensorBoard
+from lrconsole.tui.widgets.charts import LossChart, LrChart
+from lrconsole.tui.widgets.history import SegmentTable
+from lrconsole.tui.widgets.planner import NumberInput, Planner
+from lrconsole.tui.widgets.progress import RunProgress
+
+REDRAW_INTERVAL = 0.25  # seconds: at most 4 chart redraws per second
+RUNNER_GROUP = "runner"
+
+PAUSE_TEXT = {
+    "operator": "paused: space resumes",
+    "queue_empty": "waiting for a segment: type epochs and LR, press Enter",
+    "stop": "stopped at a checkpoint: space resumes",
+    "error": "paused after an error",
+}
+
+
+class RunScreen(Screen[None]):
+    DEFAULT_CSS = """
+    RunScreen { layout: vertical; }
+    RunScreen #topbar { height: 1; padding: 0 1; background: $panel; }
+    RunScreen #main { height: 3fr; min-height: 14; }
+    RunScreen #charts { width: 1fr; }
+    RunScreen LossChart { height: 1fr; }
+    RunScreen LrChart { height: 7; }
+    RunScreen SegmentTable { height: 1fr; min-height: 5; max-height: 16; }
+    """
+
+    BINDINGS = [
+        Binding("space", "toggle_pause", "Pause/resume"),
+        Binding("e", "export", "Export"),
+        Binding("t", "tensorboard", "TensorBoard"),
+        Binding("l", "log_scale", "Log scale"),
+    ]
+
+    def __init__(self, session_dir: Path, connector: Connector) -> None:
+        super().__init__()
+        self.session_dir = session_dir
+        self.controller = Controller(session_dir, connector)
+        self.model = self.controller.model
+        self.tensorboard = TensorBoard(session_dir / "tb")
+        self._dirty = True
+        self._plan_dirty = True
+        self._status_note = "connecting to the runner…"
+
+    # -- layout -------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield Static("", id="topbar")
+        with Horizontal(id="main"):
+            with Vertical(id="charts"):
+                yield LossChart(self.model, id="loss-chart")
+                yield LrChart(self.model, id="lr-chart")
+            yield Planner(id="planner")
+        yield RunProgress(self.model, id="progress")
+        yield SegmentTable(self.model, id="segments")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.set_interval(REDRAW_INTERVAL, self.flush, name="redraw throttle")
+        self.update_topbar()
+        self.query_one("#epochs", NumberInput).focus()
+        self.connect()
+
+    def on_unmount(self) -> None:
+        self.tensorboard.stop()
+
+    # -- the connection: one declared worker, failures in one handler -------------------
+    @work(
+        exclusive=True, exit_on_error=False, group=RUNNER_GROUP,
+        description="connection to the runner",
+    )
+    async def connect(self) -> None:
+        await self.controller.serve(self.post_message)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        worker = event.worker
+        if worker.group != RUNNER_GROUP:
+            return
+        if event.state not in (WorkerState.ERROR, WorkerState.SUCCESS):
+            return
+        if self.controller.closing or not self.is_attached:
+            return
+        error = worker.error
+        detail = self.model.last_error or (
+            f"{type(error).__name__}: {error}" if error is not None else "the runner went away"
+        )
+        self._status_note = "disconnected: the runner stopped"
+        self.model.state = {**self.model.state, "state": "stopped"}
+        self.update_topbar()
+        self.app.push_screen(ErrorScreen(detail), self._after_error)
+
+    async def _after_error(self, restart: bool | None) -> None:
+        if restart:
+            self._status_note = "restarting the runner from the last checkpoint…"
+            self.model.last_error = None
+            self.update_topbar()
+            self.connect()
+
+    # -- runner messages ----------------------------------------------------------------
+    def on_connected(self, message: m.Connected) -> None:
+        self._status_note = ""
+        self._dirty = self._plan_dirty = True
+        self.query_one(LossChart).mark_stale()
+        self.query_one(LrChart).mark_stale()
+        self.flush()
+        if self.model.state.get("state") == "paused":
+            self.query_one("#epochs", NumberInput).focus()
+
+    def on_history_grew(self, message: m.HistoryGrew) -> None:
+        self._dirty = True
+        self.query_one(LossChart).mark_stale()
+        self.query_one(LrChart).mark_stale()
+
+    def on_batch_progress(self, message: m.BatchProgress) -> None:
+        self._dirty = True
+
+    def on_plan_changed(self, message: m.PlanChanged) -> None:
+        self._dirty = self._plan_dirty = True
+
+    def on_segment_started(self, message: m.SegmentStarted) -> None:
+        self._dirty = self._plan_dirty = True
+
+    def on_run_state_changed(self, message: m.RunStateChanged) -> None:
+        self._dirty = True
+        self.update_topbar()
+        if message.state == "paused" and message.reason == "queue_empty":
+            self.query_one("#epochs", NumberInput).focus()
+
+    def on_checkpoint_saved(self, message: m.CheckpointSaved) -> None:
+        self.notify(f"checkpoint saved at epoch {message.global_epoch}", title="checkpoint",
+                    timeout=3)
+
+    def on_runner_warning(self, message: m.RunnerWarning) -> None:
+        self.notify(escape(message.message), title="runner", severity="warning")
+
+    def on_runner_error(self, message: m.RunnerError) -> None:
+        self.notify(escape(message.message), title="runner error", severity="error",
+                    timeout=10)
+
+    # -- redraw throttle ----------------------------------------------------------------
+    def flush(self) -> None:
+        """Repaint what changed; runs a few times per second at most."""
+        if self._plan_dirty:
+            self._plan_dirty = False
+            segs = self.model.segments()
+            self.query_one(Planner).set_queue([(i, segs[i]) for i in self.model.pending()])
+        for chart in (self.query_one(LossChart), self.query_one(LrChart)):
+            chart.flush()
+        if self._dirty:
+            self._dirty = False
+            self.query_one(RunProgress).update_view()
+            self.query_one(SegmentTable).update_view()
+            self.update_topbar()
+
+    def update_topbar(self) -> None:
+        model = self.model
+        name = model.session.get("name") or self.session_dir.name
+        task = model.session.get("task")
+        task_text = task.get("spec") if isinstance(task, dict) else task
+        state = model.state.get("state", "…")
+        if not self.controller.connected and state != "stopped":
+            badge = "[b]… connecting[/]"
+        elif state == "running":
+            badge = "[b green]● running[/]"
+        elif state == "paused":
+            reason = model.state.get("reason") or "operator"
+            badge = f"[b yellow]⏸ {PAUSE_TEXT.get(reason, 'paused')}[/]"
+        else:
+            badge = "[b red]■ stopped[/]"
+        parts = [f"[b]{escape(str(name))}[/]", f"task {escape(str(task_text or '?'))}", badge]
+        if self._status_note:
+            parts.append(escape(self._status_note))
+        if self.tensorboard.url and self.tensorboard.running:
+            parts.append(f"TensorBoard {self.tensorboard.url}")
+        self.query_one("#topbar", Static).update("  │  ".join(parts))
+
+    # -- planner ------------------------------------------------------------------------
+    async def on_segment_requested(self, message: m.SegmentRequested) -> None:
+        segment: dict[str, Any] = {"epochs": message.epochs, "lr": message.lr}
+        if message.edit is None:
+            ok = await self._command("queue", segments=[segment])
+        else:
+            queued = self._queued()
+            if message.edit >= len(queued):
+                self.notify("that segment has started; queued as a new one", severity="warning")
+                queued.append(segment)
+            else:
+                queued[message.edit] = segment
+            ok = await self._command("queue", segments=queued, replace=True)
+        if ok is None:
+            return
+        self._plan_dirty = self._dirty = True
+        self.notify(f"queued {message.epochs} epochs @ {message.lr:g}", timeout=2)
+        state = self.model.state
+        if state.get("state") == "paused" and state.get("reason") in ("queue_empty", None):
+            await self._command("resume")
+        self.flush()
+
+    def on_input_rejected(self, message: m.InputRejected) -> None:
+        self.app.bell()
+
+    async def on_queue_edit_requested(self, message: m.QueueEditRequested) -> None:
+        queued = self._queued()
+        if not 0 <= message.position < len(queued):
+            return
+        if message.remove:
+            del queued[message.position]
+            if await self._command("queue", segments=queued, replace=True) is not None:
+                self.notify(f"removed queued segment #{message.position + 1}", timeout=2)
+                self._plan_dirty = True
+                self.flush()
+        else:
+            self.query_one(Planner).start_editing(message.position, queued[message.position])
+
+    def _queued(self) -> list[dict[str, Any]]:
+        segs = self.model.segments()
+        return [dict(segs[i]) for i in self.model.pending()]
+
+    async def _command(self, cmd: str, **args: Any) -> dict[str, Any] | None:
+        """Send a command; on failure notify and return None. The console never dies here."""
+        try:
+            return await self.controller.call(cmd, **args)
+        except NotConnected:
+            self.notify("no runner is connected", severity="error")
+        except Exception as exc:  # CommandFailed, ConnectionLost, timeouts: say so, go on
+            self.notify(escape(str(exc) or type(exc).__name__), title=f"{cmd} refused",
+                        severity="error")
+        return None
+
+    # -- key actions --------------------------------------------------------------------
+    async def action_toggle_pause(self) -> None:
+        if self.model.running:
+            await self._command("pause")
+        else:
+            if not self._queued() and self.model.state.get("reason") == "queue_empty":
+                self.notify("nothing queued: plan a segment first (epochs, LR, Enter)",
+                            severity="warning")
+                self.query_one("#epochs", NumberInput).focus()
+                return
+            await self._command("resume")
+        self.update_topbar()
+
+    def action_log_scale(self) -> None:
+        chart = self.query_one(LossChart)
+        chart.log_scale = not chart.log_scale
+        self.notify(f"loss chart: {'log' if chart.log_scale else 'linear'} scale", timeout=1.5)
+
+    def action_export(self) -> None:
+        default = self.session_dir / "schedule.yaml"
+        self.app.push_screen(ExportScreen(default), self._after_export)
+
+    def _after_export(self, path: Path | None) -> None:
+        if path is None:
+            return
+        from lrconsole.errors import UserError
+        from lrconsole.tui.export import export
+
+        try:
+            schedule = export(self.session_dir, path, self.model if self.controller.connected
+                              else None)
+        except (UserError, OSError) as exc:
+            self.notify(escape(str(exc)), title="export failed", severity="error")
+            return
+        self.notify(f"{len(schedule.segments)} segments written to {escape(str(path))}",
+                    title="schedule exported")
+        self.post_message(m.ScheduleExported(str(path)))
+
+    def action_tensorboard(self) -> None:
+        try:
+            url = self.tensorboard.start()
+        except OSError as exc:
+            self.notify(f"cannot start TensorBoard: {escape(str(exc))}", severity="error")
+            return
+        self.notify(f"TensorBoard at {url} (it takes a few seconds to answer)",
+                    title="TensorBoard", timeout=10)
+        self.post_message(m.TensorBoardStarted(url))
+        self.update_topbar()
+
+    def request_quit(self) -> None:
+        self.app.push_screen(QuitScreen(self.controller.connected), self._after_quit)
+
+    async def _after_quit(self, choice: str | None) -> None:
+        if choice is None:
+            return
+        if choice == "save":
+            self._status_note = "stopping and saving…"
+            self.update_topbar()
+            await self.controller.close(shutdown=True)
+        else:
+            await self.controller.close(shutdown=False)
+        self.tensorboard.stop()
+        self.app.exit(0)
+
+    @on(NumberInput.Changed)
+    def _field_changed(self, event: NumberInput.Changed) -> None:
+        # A fix to a refused field clears its message at once.
+        if event.input.id in ("epochs", "lr"):
+            self.query_one(Planner).show_error(event.input.id, None)
