@@ -34,15 +34,22 @@ class TensorBoardLogger:
         purge = resume_epoch + 1 if resume_epoch > 0 else None
         self.writer = SummaryWriter(log_dir=str(folder / TB_DIR), purge_step=purge)
 
+        self.pending: list[ev.EpochEnd] = []
+
     def on_epoch(self, event: ev.EpochEnd) -> None:
-        for name, value in event.metrics.items():
-            self.writer.add_scalar(tb_tag(name), value, event.global_epoch)
-        self.writer.add_scalar("lr", event.lr, event.global_epoch)
+        # Buffered: the writer runs at checkpoint time, off the per-epoch path.
+        self.pending.append(event)
 
     def flush(self) -> None:
+        pending, self.pending = self.pending, []
+        for event in pending:
+            for name, value in event.metrics.items():
+                self.writer.add_scalar(tb_tag(name), value, event.global_epoch)
+            self.writer.add_scalar("lr", event.lr, event.global_epoch)
         self.writer.flush()
 
     def close(self) -> None:
+        self.flush()
         self.writer.close()
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset, random_split
+from torch.utils.data import DataLoader, Subset, TensorDataset, random_split
 
 from lrconsole.core.task import Task
 
@@ -39,6 +39,12 @@ class NetClass2(nn.Module):
         return self.linear3(x)
 
 
+def whole(subset: Subset[tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """All samples of a split as one (features, labels) batch, like the lesson's `dataset[:]`."""
+    features, labels = subset.dataset[list(subset.indices)]  # type: ignore[index]
+    return features, labels
+
+
 def make_lesson_task(batch_size: int = 50, num_examples: int = 1000) -> Task:
     data = tensor_gen_reg(num_examples)
     train_size = int(num_examples * 0.7)
@@ -48,11 +54,8 @@ def make_lesson_task(batch_size: int = 50, num_examples: int = 1000) -> Task:
     return Task(
         model=model,
         train_loader=DataLoader(train, batch_size=batch_size, shuffle=True),
-        # The lesson's mse_cal evaluates each whole set in one forward pass.
-        eval_sets={
-            "train": DataLoader(train, batch_size=len(train)),
-            "test": DataLoader(test, batch_size=len(test)),
-        },
+        # The lesson's mse_cal evaluates each whole set in one forward pass: one batch each.
+        eval_sets={"train": [whole(train)], "test": [whole(test)]},
         loss=nn.MSELoss(),
         optimizer="sgd",
         monitor="test_loss",

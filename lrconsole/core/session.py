@@ -125,6 +125,7 @@ class MetricsLog:
         self.columns = ["global_epoch", "global_step", "segment", "lr", *metrics, "time"]
         self._handle: IO[str] | None = None
         self._writer: Any = None
+        self._pending: list[dict[str, Any]] = []
 
     def open(self, keep_epochs: int) -> list[dict[str, Any]]:
         """Open for appending, dropping rows past `keep_epochs` (work to be redone)."""
@@ -147,17 +148,19 @@ class MetricsLog:
         return [_typed(row) for row in rows]
 
     def append(self, row: dict[str, Any]) -> None:
-        assert self._handle is not None
-        self._writer.writerow(row)
-        self._handle.flush()
+        # Buffered until `sync` (every checkpoint): rows past a checkpoint are redone anyway.
+        self._pending.append(row)
 
     def sync(self) -> None:
         if self._handle is not None:
+            self._writer.writerows(self._pending)
+            self._pending.clear()
             self._handle.flush()
             os.fsync(self._handle.fileno())
 
     def close(self) -> None:
         if self._handle is not None:
+            self.sync()
             self._handle.close()
             self._handle = None
 

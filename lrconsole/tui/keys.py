@@ -5,13 +5,13 @@ from __future__ import annotations
 KEYS: list[tuple[str, str]] = [
     ("space", "pause or resume training"),
     ("Enter", "queue the segment in the planner (epochs, LR)"),
-    ("q", "quit: stop and save, or detach and leave training running"),
-    ("e", "export the schedule to YAML (in the LR field, e types an exponent)"),
-    ("t", "start TensorBoard on the session's logs and show its URL"),
+    ("q", "quit: stop and save, or detach (training goes on)"),
+    ("e", "export the schedule to YAML (in the LR field: an exponent)"),
+    ("t", "start TensorBoard on the session's logs, show the URL"),
     ("l", "log scale for the loss chart, on or off"),
     ("?", "this help"),
     ("Tab / Shift+Tab", "move between the fields, the queue and the table"),
-    ("Del / x", "remove the highlighted queued segment (in the queue)"),
+    ("Del / x", "in the queue: remove the highlighted segment"),
     ("Enter on a queued segment", "edit it in the planner; Esc cancels"),
     ("ctrl+p", "command palette: every action by name"),
 ]

@@ -38,7 +38,7 @@ class RunProgress(Vertical):
     def compose(self) -> ComposeResult:
         with Horizontal():
             yield Static("no segment yet", id="segment-label")
-            yield ProgressBar(total=None, show_eta=False, show_percentage=True, id="segment-bar")
+            yield ProgressBar(total=1, show_eta=False, show_percentage=True, id="segment-bar")
         yield Static("", id="counters")
 
     def counters_text(self) -> str:
@@ -59,7 +59,7 @@ class RunProgress(Vertical):
         current = model.current_segment()
         if current is None:
             label.update("no segment yet ")
-            bar.update(total=None, progress=0)
+            bar.update(total=1, progress=0)
         else:
             index, _seg, done, length = current
             spe = model.steps_per_epoch

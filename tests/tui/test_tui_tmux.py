@@ -1,0 +1,135 @@
+"""End to end in a real terminal (tmux): new session, queue by keystrokes, pause, save, open."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed"),
+]
+
+COUNTER = re.compile(r"epoch (\d+)  ·")
+
+
+class Tmux:
+    def __init__(self, name: str, cwd: Path) -> None:
+        self.name = name
+        self.cwd = cwd
+
+    def run(self, *args: str) -> str:
+        out = subprocess.run(["tmux", *args], capture_output=True, text=True, timeout=30)
+        return out.stdout
+
+    def start(self) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TMUX")}
+        subprocess.run(
+            ["tmux", "new-session", "-d", "-x", "120", "-y", "40", "-s", self.name,
+             "-c", str(self.cwd), "bash --norc --noprofile"],
+            check=True, timeout=30, env=env,
+        )
+
+    def send(self, *keys: str) -> None:
+        self.run("send-keys", "-t", self.name, *keys)
+
+    def type(self, text: str) -> None:
+        self.run("send-keys", "-t", self.name, "-l", text)
+
+    def screen(self) -> str:
+        return self.run("capture-pane", "-p", "-t", self.name)
+
+    def command(self) -> str:
+        return self.run("display-message", "-p", "-t", self.name,
+                        "#{pane_current_command}").strip()
+
+    def wait(self, predicate: Callable[[str], object], timeout: float, what: str) -> str:
+        deadline = time.monotonic() + timeout
+        screen = ""
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if predicate(screen):
+                return screen
+            time.sleep(0.2)
+        raise AssertionError(f"timed out waiting for {what}; the screen was:\n{screen}")
+
+    def kill(self) -> None:
+        self.run("kill-session", "-t", self.name)
+
+
+def counter(screen: str) -> int | None:
+    found = COUNTER.findall(screen)
+    return int(found[-1]) if found else None
+
+
+@pytest.fixture
+def tmux(tmp_path: Path) -> Iterator[Tmux]:
+    (tmp_path / "sessions").mkdir()
+    term = Tmux(f"lrconsole-test-{os.getpid()}-{time.monotonic_ns()}", tmp_path)
+    term.start()
+    yield term
+    term.kill()
+    # Leave no runner behind.
+    subprocess.run([sys.executable, "-m", "lrconsole", "stop", "e2e"], cwd=tmp_path,
+                   capture_output=True, timeout=60)
+
+
+def test_new_queue_pause_save_open(tmux: Tmux) -> None:
+    python = shlex.quote(sys.executable)
+    tmux.type(f"{python} -m lrconsole new e2e")
+    tmux.send("Enter")
+    tmux.wait(lambda s: "waiting for a segment" in s, 60, "the run screen, waiting")
+    assert counter(tmux.screen()) == 0
+
+    # Queue 2000 epochs @ 0.01 with keystrokes: the epochs field has the focus.
+    tmux.send("BSpace", "BSpace")
+    tmux.type("2000")
+    tmux.send("Tab")
+    tmux.send("End", "BSpace", "BSpace", "BSpace", "BSpace")
+    tmux.type("0.01")
+    tmux.send("Enter")
+    first = tmux.wait(lambda s: (counter(s) or 0) > 0, 30, "the epoch counter to move")
+    start = counter(first) or 0
+    tmux.wait(lambda s: (counter(s) or 0) > start, 30, "the epoch counter to move on")
+    assert "running" in tmux.screen()
+
+    tmux.send("Space")
+    paused = tmux.wait(lambda s: "paused: space resumes" in s, 30, "the pause")
+    time.sleep(0.8)  # let a last redraw land
+    paused = tmux.screen()
+    at = counter(paused)
+    assert at is not None and at > start
+    time.sleep(0.5)
+    assert counter(tmux.screen()) == at  # paused means paused
+
+    tmux.send("q")
+    tmux.wait(lambda s: "Stop and save" in s, 10, "the quit dialog")
+    tmux.send("s")
+    deadline = time.monotonic() + 60
+    while tmux.command() not in ("bash", "sh") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert tmux.command() in ("bash", "sh"), tmux.screen()
+
+    tmux.send("clear", "Enter")
+    tmux.type(f"{python} -m lrconsole open e2e")
+    tmux.send("Enter")
+    reopened = tmux.wait(lambda s: "learning rate" in s and counter(s) is not None, 60,
+                         "the reopened session")
+    time.sleep(0.8)
+    reopened = tmux.screen()
+    assert counter(reopened) == at, reopened
+    tmux.send("q")
+    tmux.wait(lambda s: "Stop and save" in s, 10, "the quit dialog")
+    tmux.send("s")
+    deadline = time.monotonic() + 60
+    while tmux.command() not in ("bash", "sh") and time.monotonic() < deadline:
+        time.sleep(0.2)
