@@ -39,6 +39,8 @@ class Engine:
         self.steps_per_epoch = plan.steps_per_epoch
         self.global_step = 0
         self.global_epoch = 0
+        # Steps whose LR has been read: edits apply from here, never to a step in flight.
+        self._claimed = 0
         self.lr = plan.segments[0].lr if plan.segments else 0.0
         self.optimizer = build_optimizer(optimizer_spec, self.model.parameters(), self.lr or 1e-3)
         self._handlers: dict[type[ev.Event], list[Handler]] = defaultdict(list)
@@ -50,6 +52,8 @@ class Engine:
         self._pause_at: int | None = None  # pause when global_step reaches this
         self._exit: str | None = None  # stop | shutdown
         self.paused: str | None = None  # current pause reason, None while training
+        # Set when a loss went NaN/inf: nothing is checkpointed until the operator acts.
+        self.diverged = False
         self._iter: Iterator[Any] | None = None
         self._batch = 0
         self._epoch_rng: torch.Tensor | None = None
@@ -80,6 +84,7 @@ class Engine:
 
     def resume(self) -> None:
         with self._lock:
+            self.diverged = False
             self._pause_reason = None
             self._pause_at = None
             self._poke()
@@ -88,9 +93,7 @@ class Engine:
         """End the running segment at the end of this epoch and pause there."""
         with self._lock:
             spe = self.steps_per_epoch
-            end = -(-self.global_step // spe) * spe
-            if self._iter is not None and end == self.global_step:
-                end += spe
+            end = -(-self._claimed // spe) * spe
             self.plan.truncate_at(end)
             self._pause_at = end
             self._poke()
@@ -105,7 +108,7 @@ class Engine:
     def queue(self, segments: Iterable[Segment], replace: bool = False) -> None:
         with self._lock:
             if replace:
-                self.plan.replace_queued(self.global_step, segments)
+                self.plan.replace_queued(self._claimed, segments)
             else:
                 self.plan.append(segments)
             self._poke()
@@ -115,8 +118,8 @@ class Engine:
         """Train at `lr` from the very next optimizer step; returns that step."""
         lr = check_lr(lr)
         with self._lock:
-            self.plan.split_at(self.global_step, lr)
-            step = self.global_step
+            step = self._claimed
+            self.plan.split_at(step, lr)
             self._poke()
         self.emit(ev.LrSet(lr, step))
         self.emit_plan()
@@ -234,6 +237,7 @@ class Engine:
         with self._lock:
             index, pos, seg = self._current_segment()
             lr = seg.lr_at(pos, self.steps_per_epoch)
+            self._claimed = self.global_step + 1
         if pos == 0:
             if seg.fresh_optimizer and self.global_step > 0:
                 params = self.model.parameters()
@@ -250,8 +254,10 @@ class Engine:
         with self._lock:
             self.global_step += 1
         self._batch += 1
+        value = loss.item()
+        if not math.isfinite(value):
+            self._diverged(f"the loss is {value} at step {self.global_step} (lr {lr:g})")
         if self._handlers.get(ev.BatchEnd):
-            value = loss.item()
             self.emit(
                 ev.BatchEnd(
                     self.global_step,
@@ -266,6 +272,13 @@ class Engine:
             self._finish_epoch(index)
         if self.global_step == self._segment_end:
             self.emit(ev.SegmentEnd(index, self.global_epoch, self.global_step))
+
+    def _diverged(self, message: str) -> None:
+        with self._lock:
+            self.diverged = True
+            self._pause_reason = "error"
+            self._poke()
+        self.emit(ev.Error(f"{message}; paused, the last good checkpoint is kept", fatal=False))
 
     def _finish_epoch(self, segment: int) -> None:
         metrics = self.evaluate()
@@ -320,7 +333,7 @@ class Engine:
         self.optimizer = build_optimizer(self.optimizer_spec, self.model.parameters(), lr)
         self.optimizer.load_state_dict(state["optimizer"])
         self.lr = lr
-        self.global_step = int(state["global_step"])
+        self.global_step = self._claimed = int(state["global_step"])
         self.global_epoch = int(state["global_epoch"])
         self._batch = self.global_step - self.global_epoch * self.steps_per_epoch
         self._epoch_rng = state.get("epoch_rng")

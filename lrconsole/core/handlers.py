@@ -107,7 +107,7 @@ class Checkpointer:
 
     def save(self, force: bool = False) -> None:
         engine = self.trainer.engine
-        if engine.global_step == self.last_step and not force:
+        if engine.diverged or (engine.global_step == self.last_step and not force):
             return
         path = self.trainer.save_checkpoint()
         self.last_time = time.monotonic()

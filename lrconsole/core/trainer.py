@@ -57,7 +57,7 @@ class Trainer:
         exists = (folder / MANIFEST).is_file()
         if not exists and schedule is None:
             raise SessionError(f"no session at {folder}: give a schedule to create one")
-        if not exists and folder.exists() and any(folder.iterdir()):
+        if not exists and folder.exists() and any(_foreign(folder)):
             raise SessionError(f"{folder} exists and is not a session; refusing to write into it")
         manifest = Manifest.read(folder) if exists else None
         folder.mkdir(parents=True, exist_ok=True)
@@ -69,8 +69,7 @@ class Trainer:
         except BaseException:
             lock.release()
             if not exists:  # leave no half-made session behind
-                for leftover in ("lock",):
-                    (folder / leftover).unlink(missing_ok=True)
+                (folder / "lock").unlink(missing_ok=True)
                 if not any(folder.iterdir()):
                     folder.rmdir()
             raise
@@ -150,10 +149,17 @@ class Trainer:
         engine.on(ev.Paused, checkpointer.on_paused)
         self.checkpointer = checkpointer
         engine.on(ev.PlanChanged, lambda _: self.write_manifest())
+        engine.on(ev.Paused, lambda _: self._set_state("paused"))
+        engine.on(ev.Resumed, lambda _: self._set_state("running"))
         self.manifest.state = "running"
         self.write_manifest()
 
     # -- persistence ------------------------------------------------------------------
+    def _set_state(self, state: str) -> None:
+        if self.manifest.state != state:
+            self.manifest.state = state
+            self.write_manifest()
+
     def write_manifest(self) -> None:
         with self._manifest_lock:
             with self.engine._lock:
@@ -176,10 +182,10 @@ class Trainer:
         prune_checkpoints(self.folder, self.plan, m.keep_checkpoints, [rel])
         return rel
 
-    def close(self, state: str = "stopped") -> None:
-        """Save where we are and release the session."""
+    def close(self, state: str = "stopped", save: bool = True) -> None:
+        """Save where we are (unless training just failed) and release the session."""
         try:
-            if self.checkpointer is not None:
+            if save and self.checkpointer is not None:
                 self.checkpointer.save()
             self.manifest.state = state
             self.write_manifest()
@@ -196,6 +202,14 @@ class Trainer:
             return Schedule(
                 list(segments), m.steps_per_epoch, m.task, m.seed, m.threads, m.optimizer
             )
+
+
+# Files a launcher may put in a new session folder before the runner creates the session.
+LAUNCH_FILES = {"runner.log", ".runner-schedule.yaml", "lock"}
+
+
+def _foreign(folder: Path) -> list[Path]:
+    return [p for p in folder.iterdir() if p.name not in LAUNCH_FILES]
 
 
 def _check_spe(schedule: Schedule, spe: int) -> None:

@@ -1,0 +1,219 @@
+"""The control socket: an asyncio server on its own thread, beside the training thread.
+
+Training never waits for it. Engine events reach it through `publish` (one thread-safe
+loop wake-up per event) and batch progress through `publish_batch`, which only stores the
+newest value; a pump sends that at most 20 times a second. Each client has a bounded
+queue; one that stops reading is dropped with a reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lrconsole import protocol
+from lrconsole.errors import UserError
+
+Handler = Callable[[str, dict[str, Any]], dict[str, Any]]
+
+
+class Client:
+    def __init__(self, server: ControlServer, writer: asyncio.StreamWriter) -> None:
+        self.server = server
+        self.writer = writer
+        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=protocol.CLIENT_BUFFER)
+        self.subscribed = False
+        self.name = "client"
+        self.task = asyncio.get_running_loop().create_task(self._pump())
+
+    def send(self, data: bytes) -> None:
+        try:
+            self.queue.put_nowait(data)
+        except asyncio.QueueFull:
+            self.drop("too_slow")
+
+    def drop(self, reason: str) -> None:
+        """Say bye with a reason and disconnect, without waiting for the client."""
+        if self in self.server.clients:
+            self.server.clients.discard(self)
+            with contextlib.suppress(Exception):
+                self.writer.write(protocol.event("bye", self.server.next_seq(), {"reason": reason}))
+            self.task.cancel()
+            self.writer.transport.abort() if reason != "shutdown" else self.writer.close()
+
+    async def _pump(self) -> None:
+        try:
+            while True:
+                data = await self.queue.get()
+                if data is None:
+                    break
+                self.writer.write(data)
+                await self.writer.drain()
+        except (ConnectionError, OSError):
+            self.server.clients.discard(self)
+
+
+class ControlServer:
+    def __init__(self, path: Path, handler: Handler, history: list[dict[str, Any]]) -> None:
+        self.path = path
+        self.handler = handler
+        self.history = list(history)  # appended on the loop thread: snapshots stay consistent
+        self.clients: set[Client] = set()
+        self.loop = asyncio.new_event_loop()
+        self._seq = 0
+        self._latest_batch: dict[str, Any] | None = None
+        self._sent_batch: dict[str, Any] | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lrconsole-control", daemon=True)
+        self._server: asyncio.base_events.Server | None = None
+        self._error: BaseException | None = None
+        self.last_client_seen = time.monotonic()
+
+    # -- called from other threads ---------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+        self._ready.wait(10)
+        if self._error is not None:
+            raise UserError(f"cannot serve {self.path}: {self._error}")
+
+    def publish(self, name: str, data: dict[str, Any]) -> None:
+        self.loop.call_soon_threadsafe(self._broadcast, name, data)
+
+    def publish_batch(self, data: dict[str, Any]) -> None:
+        self._latest_batch = data  # the pump coalesces: only the newest is sent
+
+    def call(self, fn: Callable[[], None]) -> None:
+        self.loop.call_soon_threadsafe(fn)
+
+    def close(self, reason: str) -> None:
+        if not self._thread.is_alive():
+            return
+        future = asyncio.run_coroutine_threadsafe(self._shutdown(reason), self.loop)
+        with contextlib.suppress(Exception):
+            future.result(5)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+
+    # -- the loop thread ---------------------------------------------------------------------
+    def next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_until_complete(self._listen())
+        except BaseException as exc:
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        self.loop.create_task(self._batch_pump())
+        self.loop.run_forever()
+        self.loop.close()
+
+    async def _listen(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()  # a stale socket from a runner that died: we hold the lock
+        old = os.umask(0o177)  # the socket is born 0600: no window for other users
+        try:
+            self._server = await asyncio.start_unix_server(
+                self._serve_client, str(self.path), limit=protocol.MAX_LINE
+            )
+        finally:
+            os.umask(old)
+        os.chmod(self.path, 0o600)
+
+    async def _shutdown(self, reason: str) -> None:
+        for client in list(self.clients):
+            client.drop(reason)
+        if self._server is not None:
+            self._server.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        await asyncio.sleep(0.05)  # let the byes go out
+        for task in asyncio.all_tasks():
+            if task is not asyncio.current_task():
+                task.cancel()
+
+    def subscribers(self) -> list[Client]:
+        """Clients that said hello: consoles and followers, not one-shot probes."""
+        return [c for c in self.clients if c.subscribed]
+
+    def _broadcast(self, name: str, data: dict[str, Any]) -> None:
+        if name == "epoch":
+            self.history.append(data)
+        message = protocol.event(name, self.next_seq(), data)
+        for client in list(self.clients):
+            if client.subscribed:
+                client.send(message)
+
+    async def _batch_pump(self) -> None:
+        interval = 1.0 / protocol.BATCH_EVENTS_PER_SECOND
+        while True:
+            await asyncio.sleep(interval)
+            latest = self._latest_batch
+            if latest is not None and latest is not self._sent_batch:
+                self._sent_batch = latest
+                self._broadcast("batch", latest)
+            if self.subscribers():
+                self.last_client_seen = time.monotonic()
+
+    async def _serve_client(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        client = Client(self, writer)
+        self.clients.add(client)
+        try:
+            while client in self.clients:
+                try:
+                    line = await reader.readline()
+                except (asyncio.LimitOverrunError, ValueError):
+                    client.send(
+                        protocol.reply_error(
+                            None, "line_too_long", f"lines are limited to {protocol.MAX_LINE} bytes"
+                        )
+                    )
+                    await asyncio.sleep(0.05)  # let the reply go out before the bye
+                    client.drop("line_too_long")
+                    break
+                if not line or not line.endswith(b"\n"):
+                    break  # closed, possibly mid-message
+                if line.strip():
+                    self._answer(client, line)
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            if client.subscribed:
+                self.last_client_seen = time.monotonic()
+            if client in self.clients:
+                self.clients.discard(client)
+                client.task.cancel()
+                writer.close()
+
+    def _answer(self, client: Client, line: bytes) -> None:
+        request_id = None
+        try:
+            request_id, cmd, raw_args = protocol.parse_request(line)
+            args = protocol.check_args(cmd, raw_args)
+            result = self.handler(cmd, args)
+            if cmd == "hello":
+                result["history"] = list(self.history)
+                client.subscribed = True
+                client.name = args["client"]
+            client.send(protocol.reply_ok(request_id, result))
+        except protocol.ProtocolError as exc:
+            request_id = request_id if exc.request_id is None else exc.request_id
+            client.send(protocol.reply_error(request_id, exc.code, exc.message))
+        except UserError as exc:
+            client.send(protocol.reply_error(request_id, "not_now", str(exc)))
+        except Exception as exc:  # a bug must not stop training: report it to the client
+            client.send(
+                protocol.reply_error(request_id, "internal", f"{type(exc).__name__}: {exc}")
+            )
