@@ -83,7 +83,10 @@ trainer.close()
 def resume_seconds(folder: Path) -> float:
     start = time.time()
     out = subprocess.run(
-        [sys.executable, "-c", RESUME_PROBE, str(folder)], capture_output=True, text=True, check=True
+        [sys.executable, "-c", RESUME_PROBE, str(folder)],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return float(out.stdout.split()[0]) - start
 
@@ -106,8 +109,10 @@ def main() -> None:
     print(f"bare loop  median epoch {mb * 1e3:.3f} ms")
     print(f"engine     median epoch {me * 1e3:.3f} ms  (TensorBoard + checkpoints on)")
     print(f"ratio engine/bare: {me / mb:.3f}  (target <= 1.05)")
-    print(f"resume: process start to first trained batch, median of {len(resumes)}: "
-          f"{statistics.median(resumes):.2f} s")
+    print(
+        f"resume: process start to first trained batch, median of {len(resumes)}: "
+        f"{statistics.median(resumes):.2f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -101,7 +101,7 @@ class RunnerClient:
         if item is _END:
             self._events.put_nowait(_END)
             raise ConnectionLost(self.closed_reason or "closed")
-        return item  # type: ignore[no-any-return]
+        return item
 
     async def wait_for(self, name: str, timeout: float = 10.0) -> Event:
         """The next event called `name`, skipping others."""

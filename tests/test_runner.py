@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -37,10 +38,8 @@ async def runner(sessions: Path) -> AsyncIterator[tuple[Path, RunnerClient]]:
     yield folder, client
     pid = runner_pid(client)
     await client.close()
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 async def wait_epoch(client: RunnerClient, epoch: int, timeout: float = 30) -> None:

@@ -107,9 +107,9 @@ def dispatch(args: argparse.Namespace) -> int:
 
         return int(getattr(info, f"cmd_{command}")(args))
     if command in ("status", "stop") or (command == "attach" and args.lines):
-        from lrconsole.cli import remote
+        from lrconsole.cli import remote as remote_commands
 
-        return int(getattr(remote, f"cmd_{command}")(args))
+        return int(getattr(remote_commands, f"cmd_{command}")(args))
     return console(args)
 
 

@@ -41,7 +41,7 @@ class NetClass2(nn.Module):
 
 def whole(subset: Subset[tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, torch.Tensor]:
     """All samples of a split as one (features, labels) batch, like the lesson's `dataset[:]`."""
-    features, labels = subset.dataset[list(subset.indices)]  # type: ignore[index]
+    features, labels = subset.dataset[list(subset.indices)]
     return features, labels
 
 

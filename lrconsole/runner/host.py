@@ -29,7 +29,7 @@ class Runner:
         self.engine.on(ev.BatchEnd, lambda e: self.server.publish_batch(e.to_dict()))
 
     def _forward(self, event: ev.Event) -> None:
-        self.server.publish(event.name, event.to_dict())
+        self.server.publish(event.name, event.to_dict(), urgent=not isinstance(event, ev.EpochEnd))
 
     def serve(self) -> int:
         def on_signal(signum: int, frame: FrameType | None) -> None:
