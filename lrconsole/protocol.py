@@ -26,6 +26,9 @@ COMMANDS = (
     "stop_after_epoch",
     "stop_now",
     "shutdown",
+    "rollback",
+    "rollback_points",
+    "lr_find",
 )
 
 
@@ -97,9 +100,13 @@ def parse_request(line: bytes) -> tuple[Any, str, dict[str, Any]]:
 
 def check_args(cmd: str, args: dict[str, Any]) -> dict[str, Any]:
     """Typed, range-checked arguments of `cmd`, or ProtocolError('bad_args')."""
-    allowed = {"hello": {"client"}, "queue": {"segments", "replace"}, "set_lr": {"lr"}}.get(
-        cmd, set()
-    )
+    allowed = {
+        "hello": {"client"},
+        "queue": {"segments", "replace"},
+        "set_lr": {"lr"},
+        "rollback": {"epoch"},
+        "lr_find": {"start_lr", "end_lr", "steps"},
+    }.get(cmd, set())
     extra = set(args) - allowed
     if extra:
         raise ProtocolError("bad_args", f"{cmd}: unknown argument {sorted(extra)[0]!r}")
@@ -124,6 +131,24 @@ def check_args(cmd: str, args: dict[str, Any]) -> dict[str, Any]:
             if isinstance(lr, bool) or not isinstance(lr, (int, float)):
                 raise ProtocolError("bad_args", f"set_lr: lr must be a number, got {lr!r}")
             return {"lr": check_lr(lr)}
+        if cmd == "rollback":
+            epoch = args.get("epoch")
+            if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+                raise ProtocolError(
+                    "bad_args", f"rollback: epoch must be a whole number >= 0, got {epoch!r}"
+                )
+            return {"epoch": epoch}
+        if cmd == "lr_find":
+            start = check_lr(args.get("start_lr", 1e-6), "lr_find.start_lr")
+            end = check_lr(args.get("end_lr", 10.0), "lr_find.end_lr")
+            steps = args.get("steps", 100)
+            if isinstance(steps, bool) or not isinstance(steps, int) or not 5 <= steps <= 10_000:
+                raise ProtocolError(
+                    "bad_args", "lr_find: steps must be a whole number from 5 to 10000"
+                )
+            if end <= start:
+                raise ProtocolError("bad_args", "lr_find: end_lr must be above start_lr")
+            return {"start_lr": start, "end_lr": end, "steps": steps}
         if cmd == "hello":
             client = args.get("client", "client")
             if not isinstance(client, str) or len(client) > 100:

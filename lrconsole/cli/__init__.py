@@ -79,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("stop", "ask a session's runner to save and exit")
     p.add_argument("session", help="a session name or path")
+
+    from lrconsole.cli.strategies import add_parsers
+
+    add_parsers(add)
     return parser
 
 
@@ -106,6 +110,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from lrconsole.cli import info
 
         return int(getattr(info, f"cmd_{command}")(args))
+    if command in ("rollback", "lr-find", "preview"):
+        from lrconsole.cli.strategies import dispatch as strategies
+
+        return strategies(args)
     if command in ("status", "stop") or (command == "attach" and args.lines):
         from lrconsole.cli import remote as remote_commands
 

@@ -72,6 +72,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         trainer.close(state="stopped")
         progress.finish()
     where = f"epoch {engine.global_epoch} (step {engine.global_step})"
+    if reason == "diverged":
+        print(
+            f"diverged at {where}: the last good checkpoint is kept; roll back with "
+            f"`lrconsole rollback {args.session} --epoch N` and train on at a lower LR",
+            file=sys.stderr,
+        )
+        return 1
     if reason == "interrupted":
         print(
             f"interrupted: saved at {where}; continue with `lrconsole run {args.session}`",

@@ -13,8 +13,9 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
 from typing import Any, TypeVar
 
 import torch
@@ -51,6 +52,8 @@ class Engine:
         self._pause_reason: str | None = None  # requested pause
         self._pause_at: int | None = None  # pause when global_step reaches this
         self._exit: str | None = None  # stop | shutdown
+        self._jobs: deque[tuple[Callable[[], Any], Future[Any]]] = deque()
+        self.running = False
         self.paused: str | None = None  # current pause reason, None while training
         # Set when a loss went NaN/inf: nothing is checkpointed until the operator acts.
         self.diverged = False
@@ -99,6 +102,20 @@ class Engine:
             self._poke()
             return end
 
+    def submit(self, job: Callable[[], Any]) -> Future[Any]:
+        """Run `job` on the training thread at the next batch boundary (now if not running).
+
+        Rollback and the LR range test touch the model, so they run there, never beside it.
+        """
+        future: Future[Any] = Future()
+        with self._lock:
+            if self.running:
+                self._jobs.append((job, future))
+                self._poke()
+                return future
+        _run_job(job, future)
+        return future
+
     def request_exit(self, reason: str = "stop") -> None:
         """Leave `run()` at the next batch boundary (Ctrl-C, shutdown)."""
         with self._lock:
@@ -144,26 +161,38 @@ class Engine:
 
     # -- the loop ----------------------------------------------------------------------
     def run(self, wait: bool = False, idle_timeout: float | None = None) -> str:
-        """Train the plan. Returns why it stopped: done, stop, shutdown or idle.
+        """Train the plan. Returns why it stopped: done, diverged, stop, shutdown or idle.
 
         With `wait`, an empty queue pauses (reason `queue_empty`) instead of returning,
         as the lesson's `input()` prompt did, until more is queued or `request_exit`.
         """
         self._exit = None
         self._attention = True
-        while True:
-            if self._attention or self.global_step >= self.plan.total_steps:
-                reason = self._at_boundary(wait, idle_timeout)
-                if reason is not None:
-                    return reason
-            if self._iter is None:
-                self._start_epoch()
-            self._train_step(next(self._iter))  # type: ignore[arg-type]
+        with self._lock:
+            self.running = True
+        try:
+            while True:
+                if self._attention or self.global_step >= self.plan.total_steps:
+                    reason = self._at_boundary(wait, idle_timeout)
+                    if reason is not None:
+                        return reason
+                if self._iter is None:
+                    self._start_epoch()
+                self._train_step(next(self._iter))  # type: ignore[arg-type]
+        finally:
+            with self._lock:
+                self.running = False
+                jobs = list(self._jobs)
+                self._jobs.clear()
+            for job, future in jobs:
+                _run_job(job, future)
 
     def _at_boundary(self, wait: bool, idle_timeout: float | None) -> str | None:
         """The slow path: pauses, exits and the end of the plan."""
         idle_since = time.monotonic()
         while True:
+            while self._jobs:
+                _run_job(*self._jobs.popleft())
             with self._lock:
                 self._attention = False
                 if self._exit is not None:
@@ -171,6 +200,8 @@ class Engine:
                 if self._pause_at is not None and self.global_step >= self._pause_at:
                     self._pause_reason, self._pause_at = "stop", None
                 reason = self._pause_reason
+                if reason == "error" and not wait:
+                    return "diverged"
                 if reason is None and self.global_step >= self.plan.total_steps:
                     if not wait:
                         return "done"
@@ -189,7 +220,7 @@ class Engine:
                 self.emit(ev.Paused(reason, self.global_epoch, self.global_step))
                 idle_since = time.monotonic()
             with self._lock:
-                if not self._attention:
+                if not self._attention and not self._jobs:
                     self._wake.wait(timeout=0.5)
             if idle_timeout is not None and time.monotonic() - idle_since > idle_timeout:
                 return "idle"
@@ -339,6 +370,15 @@ class Engine:
         self._epoch_rng = state.get("epoch_rng")
         self._pending_rng = state["rng"]
         self._iter = None
+
+
+def _run_job(job: Callable[[], Any], future: Future[Any]) -> None:
+    if not future.set_running_or_notify_cancel():
+        return
+    try:
+        future.set_result(job())
+    except BaseException as exc:  # handed to whoever waits on the future
+        future.set_exception(exc)
 
 
 def _to_device(batch: Any, device: str) -> tuple[torch.Tensor, torch.Tensor]:

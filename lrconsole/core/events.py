@@ -103,6 +103,28 @@ class Error(Event):
     fatal: bool = False
 
 
+@dataclass(frozen=True)
+class RolledBack(Event):
+    """The session went back to `global_epoch`; the abandoned path is kept as `branch`."""
+
+    name: ClassVar[str] = "rollback"
+    global_epoch: int
+    global_step: int
+    branch: dict[str, Any]
+    lr: float  # the LR the abandoned path had at the fork: a hint for the next plan
+
+
+@dataclass(frozen=True)
+class PolicyFired(Event):
+    """A plateau or early-stopping policy acted."""
+
+    name: ClassVar[str] = "policy"
+    policy: str  # plateau | early_stop
+    message: str
+    global_epoch: int
+    lr: float
+
+
 ALL_EVENTS: tuple[type[Event], ...] = (
     BatchEnd,
     EpochEnd,
@@ -115,4 +137,6 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     CheckpointSaved,
     Warning,
     Error,
+    RolledBack,
+    PolicyFired,
 )

@@ -27,12 +27,14 @@ def tb_tag(metric: str) -> str:
 class TensorBoardLogger:
     """Every epoch's metrics and LR, with the global epoch as the step (the lesson's counter)."""
 
-    def __init__(self, folder: Path, resume_epoch: int) -> None:
+    def __init__(self, folder: Path, resume_epoch: int, path: int = 0) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
         # purge_step drops points a crashed run wrote past the checkpoint: none is drawn twice.
+        # Each path (a rollback starts a new one) is its own TensorBoard run.
         purge = resume_epoch + 1 if resume_epoch > 0 else None
-        self.writer = SummaryWriter(log_dir=str(folder / TB_DIR), purge_step=purge)
+        log_dir = folder / TB_DIR / f"path-{path}"
+        self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge)
 
         self.pending: list[ev.EpochEnd] = []
 

@@ -54,6 +54,8 @@ class Manifest:
     state: str = "paused"
     keep_checkpoints: int = 3
     best: dict[str, Any] | None = None
+    path: int = 0  # which path this is: each rollback starts a new one
+    branches: list[dict[str, Any]] = field(default_factory=list)
     torch_version: str = ""
     created: str = field(default_factory=now_iso)
     updated: str = field(default_factory=now_iso)
@@ -89,6 +91,8 @@ class Manifest:
             "checkpoint": self.checkpoint,
             "keep_checkpoints": self.keep_checkpoints,
             "best": self.best,
+            "path": self.path,
+            "branches": self.branches,
             "segments": [s.to_dict() for s in self.segments],
         }
 
@@ -132,6 +136,8 @@ def _parse(text: str, source: str) -> Manifest:
         "checkpoint",
         "keep_checkpoints",
         "best",
+        "path",
+        "branches",
         "segments",
     )
     top = check.mapping(root, "manifest", optional=keys)
@@ -169,6 +175,8 @@ def _parse(text: str, source: str) -> Manifest:
             state=str(data.get("state", "paused")),
             keep_checkpoints=int(data.get("keep_checkpoints", 3)),
             best=data.get("best"),
+            path=int(data.get("path", 0)),
+            branches=list(data.get("branches") or []),
             torch_version=str(data.get("torch", "")),
             created=str(data.get("created", "")),
             updated=str(data.get("updated", "")),

@@ -44,6 +44,9 @@ class Plan:
         return self.starts[index] + self.segments[index].length(self.steps_per_epoch)
 
     # -- edits; `step` is the first step not yet trained -----------------------------
+    def reset(self, segments: Iterable[Segment]) -> None:
+        self._set(list(segments))
+
     def append(self, segments: Iterable[Segment]) -> None:
         self._set(self.segments + list(segments))
 

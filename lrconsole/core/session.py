@@ -138,14 +138,18 @@ class MetricsLog:
                     if int(row["global_epoch"]) > keep_epochs:
                         break
                     rows.append(row)
-        text = io.StringIO()
-        writer = csv.DictWriter(text, self.columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        atomic_write_text(self.path, text.getvalue())
+        write_rows(self.path, self.columns, rows)
         self._handle = open(self.path, "a", newline="", encoding="utf-8")  # noqa: SIM115
         self._writer = csv.DictWriter(self._handle, self.columns, lineterminator="\n")
         return [_typed(row) for row in rows]
+
+    def truncate(self, keep_epochs: int) -> list[dict[str, str]]:
+        """Drop rows past `keep_epochs` (a rollback); returns the dropped rows."""
+        self.sync()
+        rows = read_rows(self.path)
+        self.close()
+        self.open(keep_epochs)
+        return [r for r in rows if int(r["global_epoch"]) > keep_epochs]
 
     def append(self, row: dict[str, Any]) -> None:
         # Buffered until `sync` (every checkpoint): rows past a checkpoint are redone anyway.
@@ -163,6 +167,19 @@ class MetricsLog:
             self.sync()
             self._handle.close()
             self._handle = None
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return [row for row in csv.DictReader(handle) if None not in row.values()]
+
+
+def write_rows(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
+    text = io.StringIO()
+    writer = csv.DictWriter(text, columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, text.getvalue())
 
 
 def _typed(row: dict[str, str]) -> dict[str, Any]:

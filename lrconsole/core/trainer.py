@@ -23,11 +23,16 @@ from lrconsole.core.schedule import Schedule, ScheduleError
 from lrconsole.core.session import (
     MetricsLog,
     SessionLock,
+    checkpoint_name,
+    list_checkpoints,
     load_checkpoint,
     prune_checkpoints,
     save_checkpoint,
+    write_rows,
 )
 from lrconsole.core.task import Task, TaskError, load_task
+
+BRANCHES = "branches"
 
 
 class Trainer:
@@ -141,8 +146,10 @@ class Trainer:
         self.history = [_row_to_event(r, self.manifest.metrics) for r in self.history]
         engine.on(ev.EpochEnd, MetricsRecorder(self).on_epoch)
         if tensorboard:
-            self.tensorboard = TensorBoardLogger(self.folder, engine.global_epoch)
-            engine.on(ev.EpochEnd, self.tensorboard.on_epoch)
+            self.tensorboard = TensorBoardLogger(
+                self.folder, engine.global_epoch, self.manifest.path
+            )
+            engine.on(ev.EpochEnd, self._log_tensorboard)
         checkpointer = Checkpointer(self, checkpoint_interval)
         engine.on(ev.EpochEnd, checkpointer.on_epoch)
         engine.on(ev.SegmentEnd, checkpointer.on_segment_end)
@@ -153,6 +160,10 @@ class Trainer:
         engine.on(ev.Resumed, lambda _: self._set_state("running"))
         self.manifest.state = "running"
         self.write_manifest()
+
+    def _log_tensorboard(self, event: ev.EpochEnd) -> None:
+        if self.tensorboard is not None:  # replaced by a rollback: look it up each time
+            self.tensorboard.on_epoch(event)
 
     # -- persistence ------------------------------------------------------------------
     def _set_state(self, state: str) -> None:
@@ -195,6 +206,67 @@ class Trainer:
             self.metrics_log.close()
             self.lock.release()
 
+    # -- rollback ----------------------------------------------------------------------
+    def rollback_points(self) -> list[int]:
+        """Epochs with a kept checkpoint at an epoch boundary, on the current path."""
+        spe = self.manifest.steps_per_epoch
+        out = []
+        for path in list_checkpoints(self.folder):
+            step = int(path.stem.split("-")[1])
+            if step % spe == 0 and step <= self.engine.global_step:
+                out.append(step // spe)
+        return out
+
+    def rollback(self, epoch: int) -> ev.RolledBack:
+        """Go back to the checkpoint at `epoch`; the abandoned path is kept as a branch.
+
+        Call on the training thread (`engine.submit`) or while nothing trains.
+        """
+        engine, m = self.engine, self.manifest
+        points = self.rollback_points()
+        if epoch not in points:
+            kept = ", ".join(map(str, points)) or "none"
+            raise SessionError(f"no checkpoint at epoch {epoch}; kept epochs: {kept}")
+        step = epoch * m.steps_per_epoch
+        state = load_checkpoint(self.folder / checkpoint_name(step))
+        lr_at_fork = engine.lr
+        # The abandoned path: its metrics after the fork and the schedule it followed.
+        branch_dir = self.folder / BRANCHES
+        branch_dir.mkdir(exist_ok=True)
+        name = f"path-{m.path}"
+        dropped = self.metrics_log.truncate(epoch)
+        write_rows(branch_dir / f"{name}.csv", self.metrics_log.columns, dropped)
+        self.schedule(done_only=True).dump(branch_dir / f"{name}.yaml")
+        branch = {
+            "path": m.path,
+            "fork_epoch": epoch,
+            "epochs": engine.global_epoch,
+            "metrics": f"{BRANCHES}/{name}.csv",
+            "schedule": f"{BRANCHES}/{name}.yaml",
+        }
+        m.branches.append(branch)
+        m.path += 1
+        self.history = self.history[:epoch]
+        m.best = best_of(self.history, m.monitor, m.monitor_mode)
+        with engine._lock:
+            self.plan.reset(self.plan.done(step))
+            engine.load_state_dict(state)
+            engine.diverged = False
+            engine._pause_reason = None
+            engine._poke()
+        if self.tensorboard is not None:  # the new path is a new TensorBoard run
+            self.tensorboard.close()
+            self.tensorboard = TensorBoardLogger(self.folder, 0, m.path)
+        m.checkpoint = checkpoint_name(step)
+        m.global_step, m.global_epoch = step, epoch
+        self.write_manifest()
+        if self.checkpointer is not None:
+            self.checkpointer.last_step = step
+        event = ev.RolledBack(epoch, step, branch, lr_at_fork)
+        engine.emit(event)
+        engine.emit_plan()
+        return event
+
     def schedule(self, done_only: bool = True) -> Schedule:
         with self.engine._lock:
             segments = self.plan.done(self.engine.global_step) if done_only else self.plan.segments
@@ -210,6 +282,16 @@ LAUNCH_FILES = {"runner.log", ".runner-schedule.yaml", "lock"}
 
 def _foreign(folder: Path) -> list[Path]:
     return [p for p in folder.iterdir() if p.name not in LAUNCH_FILES]
+
+
+def best_of(history: list[dict[str, Any]], metric: str, mode: str) -> dict[str, Any] | None:
+    """The best value of `metric` over `history` rows, as the manifest stores it."""
+    rows = [r for r in history if r["metrics"].get(metric) is not None]
+    if not rows:
+        return None
+    pick = min if mode == "min" else max
+    row = pick(rows, key=lambda r: r["metrics"][metric])
+    return {"metric": metric, "value": row["metrics"][metric], "epoch": row["global_epoch"]}
 
 
 def _check_spe(schedule: Schedule, spe: int) -> None:

@@ -70,7 +70,7 @@ class Runner:
                 return
 
     # -- commands, on the server's thread ------------------------------------------------
-    def handle(self, cmd: str, args: dict[str, Any]) -> dict[str, Any]:
+    def handle(self, cmd: str, args: dict[str, Any]) -> Any:
         engine = self.engine
         if cmd == "hello":
             return self.snapshot()
@@ -91,6 +91,15 @@ class Runner:
         elif cmd == "set_lr":
             step = engine.set_lr(args["lr"])
             return {"lr": args["lr"], "global_step": step}
+        elif cmd == "rollback":
+            epoch = args["epoch"]
+            return engine.submit(lambda: self.trainer.rollback(epoch).to_dict())
+        elif cmd == "lr_find":
+            from lrconsole.core.lrfind import lr_find
+
+            return engine.submit(lambda: lr_find(engine, **args).to_dict())
+        elif cmd == "rollback_points":
+            return {"epochs": self.trainer.rollback_points()}
         elif cmd == "shutdown":
             engine.request_exit("shutdown")
             return {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import contextlib
 import os
 import threading
@@ -21,7 +22,8 @@ from typing import Any
 from lrconsole import protocol
 from lrconsole.errors import UserError
 
-Handler = Callable[[str, dict[str, Any]], dict[str, Any]]
+# A handler answers at once with a dict, or with a Future when the work runs elsewhere.
+Handler = Callable[[str, dict[str, Any]], Any]
 
 
 class Client:
@@ -163,6 +165,8 @@ class ControlServer:
     def _broadcast(self, name: str, data: dict[str, Any]) -> None:
         if name == "epoch":
             self.history.append(data)
+        elif name == "rollback":
+            del self.history[data["global_epoch"] :]
         message = protocol.event(name, self.next_seq(), data)
         for client in list(self.clients):
             if client.subscribed:
@@ -212,12 +216,28 @@ class ControlServer:
                 client.task.cancel()
                 writer.close()
 
+    async def _answer_later(
+        self, client: Client, request_id: Any, future: concurrent.futures.Future[dict[str, Any]]
+    ) -> None:
+        try:
+            result = await asyncio.wrap_future(future)
+            client.send(protocol.reply_ok(request_id, result))
+        except UserError as exc:
+            client.send(protocol.reply_error(request_id, "not_now", str(exc)))
+        except Exception as exc:
+            client.send(
+                protocol.reply_error(request_id, "internal", f"{type(exc).__name__}: {exc}")
+            )
+
     def _answer(self, client: Client, line: bytes) -> None:
         request_id = None
         try:
             request_id, cmd, raw_args = protocol.parse_request(line)
             args = protocol.check_args(cmd, raw_args)
             result = self.handler(cmd, args)
+            if isinstance(result, concurrent.futures.Future):  # runs on the training thread
+                self.loop.create_task(self._answer_later(client, request_id, result))
+                return
             if cmd == "hello":
                 result["history"] = list(self.history)
                 client.subscribed = True

@@ -1,0 +1,153 @@
+"""`lrconsole rollback`, `lr-find` and `preview`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from lrconsole import textchart
+from lrconsole.core.manifest import SOCKET, Manifest, resolve_session
+from lrconsole.core.schedule import Schedule
+from lrconsole.errors import UserError
+from lrconsole.runner.launch import runner_alive
+
+
+def ask_runner(folder: Path, cmd: str, timeout: float = 120.0, **args: Any) -> dict[str, Any]:
+    from lrconsole.client import CommandFailed, RunnerClient
+
+    async def ask() -> dict[str, Any]:
+        client = await RunnerClient.connect(folder / SOCKET, hello=False)
+        try:
+            return await client.call(cmd, timeout=timeout, **args)
+        finally:
+            await client.close()
+
+    try:
+        return asyncio.run(ask())
+    except CommandFailed as exc:
+        raise UserError(exc.message) from None
+
+
+def rollback_points(folder: Path) -> list[int]:
+    m = Manifest.read(folder)
+    steps = sorted(int(p.stem.split("-")[1]) for p in (folder / "checkpoints").glob("step-*.pt"))
+    spe = m.steps_per_epoch
+    return [s // spe for s in steps if s % spe == 0 and s <= m.global_step]
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    folder = resolve_session(args.sessions_dir, args.session)
+    if args.epoch is None:
+        points = rollback_points(folder)
+        print(
+            f"{folder.name}: checkpoints to roll back to at epochs: "
+            f"{', '.join(map(str, points)) or 'none'}"
+        )
+        return 0
+    if runner_alive(folder):
+        result = ask_runner(folder, "rollback", epoch=args.epoch)
+    else:
+        from lrconsole.core.trainer import Trainer
+
+        trainer = Trainer.open(folder)
+        try:
+            result = trainer.rollback(args.epoch).to_dict()
+        finally:
+            trainer.close(state="stopped")
+    branch = result["branch"]
+    print(
+        f"{folder.name}: back at epoch {result['global_epoch']}. The abandoned path "
+        f"(epochs {branch['fork_epoch'] + 1}-{branch['epochs']}) is kept in {branch['metrics']}.\n"
+        f"Plan what comes next: `lrconsole open {folder.name}`, or "
+        f"`lrconsole run {folder.name} --schedule FILE`."
+    )
+    return 0
+
+
+def cmd_lr_find(args: argparse.Namespace) -> int:
+    folder = resolve_session(args.sessions_dir, args.session)
+    options = {"start_lr": args.start_lr, "end_lr": args.end_lr, "steps": args.steps}
+    from lrconsole.protocol import ProtocolError, check_args
+
+    try:
+        check_args("lr_find", options)
+    except ProtocolError as exc:
+        raise UserError(exc.message) from None
+    if runner_alive(folder):
+        result = ask_runner(folder, "lr_find", **options)
+    else:
+        from lrconsole.core.lrfind import lr_find
+        from lrconsole.core.trainer import Trainer
+
+        trainer = Trainer.open(folder, tensorboard=False)
+        try:
+            result = lr_find(trainer.engine, **options).to_dict()
+        finally:
+            trainer.close(state="stopped")
+    print(
+        textchart.render(
+            result["lrs"],
+            result["losses"],
+            logx=True,
+            logy=True,
+            marks=[result["suggestion"]],
+            x_label="lr (log)",
+        )
+    )
+    early = " (stopped early: the loss diverged)" if result["stopped_early"] else ""
+    print(
+        f"suggested lr {result['suggestion']:.3g} (valley); steepest descent at "
+        f"{result['steepest']:.3g}; lowest loss at {result['minimum']:.3g}{early}"
+    )
+    return 0
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    schedule = Schedule.load(args.file)
+    spe = args.steps_per_epoch or schedule.steps_per_epoch
+    note = ""
+    if spe is None:
+        spe, note = 1, "  (1 step per epoch assumed: pass --steps-per-epoch)"
+    total = schedule.total_steps(spe)
+    width = 72
+    samples = sorted(
+        {min(total - 1, round(i * (total - 1) / (2 * width))) for i in range(2 * width + 1)}
+    )
+    lrs = [schedule.lr_at_step(s, spe) for s in samples]
+    starts = schedule.starts(spe)
+    print(
+        textchart.render(
+            [s / spe for s in samples],
+            lrs,
+            width=width,
+            marks=[s / spe for s in starts[1:]],
+            x_label="epoch",
+        )
+    )
+    for i, (seg, start) in enumerate(zip(schedule.segments, starts, strict=True)):
+        print(f"  {i}: from epoch {start / spe:g}: {seg.describe()}")
+    print(f"{total / spe:g} epochs, {total} steps{note}")
+    return 0
+
+
+def add_parsers(add: Any) -> None:
+    p = add("rollback", "go back to a kept checkpoint; the abandoned path stays as a branch")
+    p.add_argument("session", help="a session name or path")
+    p.add_argument("--epoch", type=int, help="the epoch to go back to (default: list them)")
+
+    p = add("lr-find", "LR range test on a copy of the model; proposes an LR")
+    p.add_argument("session", help="a session name or path")
+    p.add_argument("--start-lr", type=float, default=1e-6)
+    p.add_argument("--end-lr", type=float, default=10.0)
+    p.add_argument("--steps", type=int, default=100)
+
+    p = add("preview", "draw a schedule's LR curve in the terminal")
+    p.add_argument("file", type=Path, help="a schedule YAML")
+    p.add_argument("--steps-per-epoch", type=int, default=None)
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    command = {"rollback": cmd_rollback, "lr-find": cmd_lr_find, "preview": cmd_preview}
+    return command[args.command](args)
