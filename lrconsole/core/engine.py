@@ -55,8 +55,12 @@ class Engine:
         self._jobs: deque[tuple[Callable[[], Any], Future[Any]]] = deque()
         self.running = False
         self.paused: str | None = None  # current pause reason, None while training
-        # Set when a loss went NaN/inf: nothing is checkpointed until the operator acts.
+        # Set when a loss went NaN/inf or spiked: nothing is checkpointed until the operator acts.
         self.diverged = False
+        # A batch loss above spike_factor x the lowest batch loss of the last epochs diverged.
+        self.spike_factor: float | None = 10.0
+        self._recent_lows: deque[float] = deque(maxlen=3)
+        self._epoch_low = math.inf
         self._iter: Iterator[Any] | None = None
         self._batch = 0
         self._epoch_rng: torch.Tensor | None = None
@@ -288,6 +292,14 @@ class Engine:
         value = loss.item()
         if not math.isfinite(value):
             self._diverged(f"the loss is {value} at step {self.global_step} (lr {lr:g})")
+        elif self.spike_factor and self._recent_lows:
+            floor = min(self._recent_lows)
+            if value > self.spike_factor * floor:
+                self._diverged(
+                    f"the loss spiked to {value:.4g} at step {self.global_step} (lr {lr:g}), "
+                    f"over {self.spike_factor:g}x the recent low {floor:.4g}"
+                )
+        self._epoch_low = min(self._epoch_low, value)
         if self._handlers.get(ev.BatchEnd):
             self.emit(
                 ev.BatchEnd(
@@ -313,6 +325,9 @@ class Engine:
 
     def _finish_epoch(self, segment: int) -> None:
         metrics = self.evaluate()
+        if math.isfinite(self._epoch_low):
+            self._recent_lows.append(self._epoch_low)
+        self._epoch_low = math.inf
         with self._lock:
             self.global_epoch += 1
             self._iter = None
@@ -370,6 +385,8 @@ class Engine:
         self._epoch_rng = state.get("epoch_rng")
         self._pending_rng = state["rng"]
         self._iter = None
+        self._segment_index = self._segment_end = self._segment_version = -1
+        self._recent_lows.clear()  # the spike guard relearns the loss level from here
 
 
 def _run_job(job: Callable[[], Any], future: Future[Any]) -> None:

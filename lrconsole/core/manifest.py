@@ -54,6 +54,7 @@ class Manifest:
     state: str = "paused"
     keep_checkpoints: int = 3
     best: dict[str, Any] | None = None
+    spike_factor: float | None = 10.0
     path: int = 0  # which path this is: each rollback starts a new one
     branches: list[dict[str, Any]] = field(default_factory=list)
     torch_version: str = ""
@@ -67,7 +68,13 @@ class Manifest:
         plan = Plan(self.segments, self.steps_per_epoch)
         segments = plan.done(self.global_step) if done_only else list(self.segments)
         return Schedule(
-            segments, self.steps_per_epoch, self.task, self.seed, self.threads, self.optimizer
+            segments,
+            self.steps_per_epoch,
+            self.task,
+            self.seed,
+            self.threads,
+            self.optimizer,
+            self.spike_factor,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -91,6 +98,7 @@ class Manifest:
             "checkpoint": self.checkpoint,
             "keep_checkpoints": self.keep_checkpoints,
             "best": self.best,
+            "spike_factor": self.spike_factor,
             "path": self.path,
             "branches": self.branches,
             "segments": [s.to_dict() for s in self.segments],
@@ -138,6 +146,7 @@ def _parse(text: str, source: str) -> Manifest:
         "best",
         "path",
         "branches",
+        "spike_factor",
         "segments",
     )
     top = check.mapping(root, "manifest", optional=keys)
@@ -176,6 +185,7 @@ def _parse(text: str, source: str) -> Manifest:
             keep_checkpoints=int(data.get("keep_checkpoints", 3)),
             best=data.get("best"),
             path=int(data.get("path", 0)),
+            spike_factor=data.get("spike_factor", 10.0),
             branches=list(data.get("branches") or []),
             torch_version=str(data.get("torch", "")),
             created=str(data.get("created", "")),

@@ -62,9 +62,12 @@ class Plan:
             raise ScheduleError("nothing is queued: queue a segment to set its LR")
         seg = self.segments[index]
         rest = seg.length(self.steps_per_epoch) - pos
-        tail = Segment(lr=lr, steps=rest)
+        # The rest keeps the segment's policies but not its shape: the LR is the one given.
+        tail = replace(
+            seg, lr=lr, epochs=None, steps=rest, shape="constant", params={}, fresh_optimizer=False
+        )
         if rest % self.steps_per_epoch == 0 and pos % self.steps_per_epoch == 0:
-            tail = Segment(lr=lr, epochs=rest // self.steps_per_epoch)
+            tail = replace(tail, epochs=rest // self.steps_per_epoch, steps=None)
         head = [seg.truncated(pos, self.steps_per_epoch)] if pos > 0 else []
         self._set(self.segments[:index] + head + [tail] + self.segments[index + 1 :])
 

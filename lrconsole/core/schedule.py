@@ -55,6 +55,43 @@ def check_epochs(value: int, where: str = "epochs") -> int:
     return value
 
 
+# Performance-based policies a segment may enable, with their parameters' defaults
+# (names as in Keras' ReduceLROnPlateau and EarlyStopping).
+POLICIES: dict[str, dict[str, float]] = {
+    "plateau": {"factor": 0.1, "patience": 10, "min_delta": 0.0, "min_lr": 0.0},
+    "early_stop": {"patience": 10, "min_delta": 0.0},
+}
+
+
+def check_policy(name: str, data: Any, where: str) -> dict[str, float]:
+    """A policy's parameters merged over the defaults, each checked."""
+    if data is True or data == {}:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ScheduleError(f"{where}: must be a mapping of parameters (or true for defaults)")
+    merged = dict(POLICIES[name])
+    for key, value in data.items():
+        if key not in merged:
+            raise ScheduleError(f"{where}: unknown parameter {key!r} (known: {', '.join(merged)})")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+        ):
+            raise ScheduleError(f"{where}.{key}: must be a number, got {value!r}")
+        merged[key] = value
+    if merged["patience"] < 1 or merged["patience"] != int(merged["patience"]):
+        raise ScheduleError(f"{where}.patience: must be a whole number >= 1")
+    merged["patience"] = int(merged["patience"])
+    if merged["min_delta"] < 0:
+        raise ScheduleError(f"{where}.min_delta: must be >= 0")
+    if name == "plateau" and not 0 < merged["factor"] < 1:
+        raise ScheduleError(f"{where}.factor: must be between 0 and 1, got {merged['factor']}")
+    if name == "plateau" and merged["min_lr"] < 0:
+        raise ScheduleError(f"{where}.min_lr: must be >= 0")
+    return merged
+
+
 @dataclass(frozen=True)
 class Segment:
     """`epochs` epochs (or `steps` optimizer steps) with the LR given by `shape`."""
@@ -65,6 +102,8 @@ class Segment:
     shape: str = "constant"
     params: Mapping[str, Any] = field(default_factory=dict)
     fresh_optimizer: bool = False
+    plateau: Mapping[str, float] | None = None
+    early_stop: Mapping[str, float] | None = None
 
     def __post_init__(self) -> None:
         if (self.epochs is None) == (self.steps is None):
@@ -96,7 +135,8 @@ class Segment:
         size = f"{self.epochs} epochs" if self.epochs is not None else f"{self.steps} steps"
         shape = "" if self.shape == "constant" else f" {self.shape}"
         fresh = " (fresh optimizer)" if self.fresh_optimizer else ""
-        return f"{size} @ {self.lr:g}{shape}{fresh}"
+        policies = "".join(f" +{name}" for name in POLICIES if getattr(self, name) is not None)
+        return f"{size} @ {self.lr:g}{shape}{fresh}{policies}"
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -111,12 +151,16 @@ class Segment:
                 out["params"] = dict(self.params)
         if self.fresh_optimizer:
             out["fresh_optimizer"] = True
+        for name in POLICIES:
+            policy = getattr(self, name)
+            if policy is not None:
+                out[name] = dict(policy)
         return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "segment") -> Segment:
         """Build from plain data (the wire, the manifest), checking every field."""
-        known = {"epochs", "steps", "lr", "shape", "params", "fresh_optimizer"}
+        known = {"epochs", "steps", "lr", "shape", "params", "fresh_optimizer", *POLICIES}
         unknown = set(data) - known
         if unknown:
             raise ScheduleError(f"{where}: unknown field {sorted(unknown)[0]!r}")
@@ -149,7 +193,12 @@ class Segment:
         fresh = data.get("fresh_optimizer", False)
         if not isinstance(fresh, bool):
             raise ScheduleError(f"{where}.fresh_optimizer: must be true or false")
-        return cls(lr, epochs, steps, shape, dict(params), fresh)
+        policies = {
+            name: check_policy(name, data[name], f"{where}.{name}")
+            for name in POLICIES
+            if data.get(name) not in (None, False)
+        }
+        return cls(lr, epochs, steps, shape, dict(params), fresh, **policies)
 
 
 @dataclass(frozen=True)
@@ -189,6 +238,7 @@ class Schedule:
     seed: int = 0
     threads: int | None = None
     optimizer: OptimizerSpec = field(default_factory=OptimizerSpec)
+    spike_factor: float | None = 10.0
 
     # -- the LR as a function of position ---------------------------------------------
     def _spe(self, steps_per_epoch: int | None) -> int:
@@ -265,6 +315,8 @@ class Schedule:
         out["optimizer"] = self.optimizer.to_dict()
         if self.steps_per_epoch is not None:
             out["steps_per_epoch"] = self.steps_per_epoch
+        if self.spike_factor != 10.0:
+            out["spike_factor"] = self.spike_factor
         out["segments"] = [seg.to_dict() for seg in self.segments]
         return out
 
@@ -299,7 +351,15 @@ def _parse_schedule(check: Checker, root: Node) -> Schedule:
         root,
         "schedule",
         required=("segments",),
-        optional=("version", "task", "seed", "threads", "optimizer", "steps_per_epoch"),
+        optional=(
+            "version",
+            "task",
+            "seed",
+            "threads",
+            "optimizer",
+            "steps_per_epoch",
+            "spike_factor",
+        ),
     )
     if "version" in top:
         version = check.integer(top["version"], "version", minimum=1)
@@ -349,4 +409,11 @@ def _parse_schedule(check: Checker, root: Node) -> Schedule:
             segments.append(Segment.from_dict(data, where))
         except ScheduleError as exc:
             check.fail(check.field_node(node, str(exc)), None, str(exc))
-    return Schedule(segments, spe, task, seed, threads, optimizer)
+    spike: float | None = 10.0
+    if "spike_factor" in top:
+        spike = check.plain(top["spike_factor"], "spike_factor", object)
+        if spike is not None and (
+            isinstance(spike, bool) or not isinstance(spike, (int, float)) or not spike > 1
+        ):
+            check.fail(top["spike_factor"], "spike_factor", "must be a number > 1, or null for off")
+    return Schedule(segments, spe, task, seed, threads, optimizer, spike)

@@ -18,6 +18,7 @@ from lrconsole.core.engine import Engine
 from lrconsole.core.handlers import Checkpointer, MetricsRecorder, TensorBoardLogger
 from lrconsole.core.manifest import MANIFEST, Manifest, SessionError
 from lrconsole.core.plan import Plan
+from lrconsole.core.policies import Policies
 from lrconsole.core.rng import seed_everything
 from lrconsole.core.schedule import Schedule, ScheduleError
 from lrconsole.core.session import (
@@ -120,6 +121,7 @@ class Trainer:
                 monitor=monitor,
                 monitor_mode="max" if monitor.endswith(("acc", "accuracy")) else "min",
                 threads=threads,
+                spike_factor=schedule.spike_factor,
                 segments=list(schedule.segments),
                 torch_version=str(torch.__version__),
             )
@@ -133,6 +135,7 @@ class Trainer:
                 _check_continues(manifest, schedule, folder)
                 manifest.segments = list(schedule.segments)
         trainer = cls(folder, manifest, task, lock)
+        trainer.engine.spike_factor = manifest.spike_factor
         if manifest.checkpoint:
             state = load_checkpoint(folder / manifest.checkpoint)
             trainer.engine.load_state_dict(state)
@@ -150,6 +153,7 @@ class Trainer:
                 self.folder, engine.global_epoch, self.manifest.path
             )
             engine.on(ev.EpochEnd, self._log_tensorboard)
+        engine.on(ev.EpochEnd, Policies(self).on_epoch)
         checkpointer = Checkpointer(self, checkpoint_interval)
         engine.on(ev.EpochEnd, checkpointer.on_epoch)
         engine.on(ev.SegmentEnd, checkpointer.on_segment_end)
@@ -272,7 +276,13 @@ class Trainer:
             segments = self.plan.done(self.engine.global_step) if done_only else self.plan.segments
             m = self.manifest
             return Schedule(
-                list(segments), m.steps_per_epoch, m.task, m.seed, m.threads, m.optimizer
+                list(segments),
+                m.steps_per_epoch,
+                m.task,
+                m.seed,
+                m.threads,
+                m.optimizer,
+                m.spike_factor,
             )
 
 
