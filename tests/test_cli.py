@@ -139,36 +139,20 @@ def test_bad_schedule_is_one_line_exit_2_and_creates_nothing(
 
 def test_broken_task_files(sessions: Path, tmp_path: Path) -> None:
     plan = write_schedule(tmp_path / "p.yaml", [(1, 0.1)])
+
+    def run_with_task(spec: str) -> object:
+        return lrconsole(
+            "--sessions-dir", str(sessions), "run", "a", "--schedule", str(plan), "--task", spec
+        )
+
     broken = tmp_path / "broken.py"
     broken.write_text("import torch\ndef broken(:\n")
-    result = lrconsole(
-        "--sessions-dir",
-        str(sessions),
-        "run",
-        "a",
-        "--schedule",
-        str(plan),
-        "--task",
-        f"{broken}:make",
-    )
-    assert_user_error(result, "broken.py", "SyntaxError")
+    assert_user_error(run_with_task(f"{broken}:make"), "broken.py", "SyntaxError")
     wrong = tmp_path / "wrong.py"
     wrong.write_text("def make():\n    return 42\n")
-    result = lrconsole(
-        "--sessions-dir",
-        str(sessions),
-        "run",
-        "a",
-        "--schedule",
-        str(plan),
-        "--task",
-        f"{wrong}:make",
-    )
-    assert_user_error(result, "returned int, not lrconsole.Task")
-    result = lrconsole(
-        "--sessions-dir", str(sessions), "run", "a", "--schedule", str(plan), "--task", "no-colon"
-    )
-    assert_user_error(result, "expected 'lesson'")
+    assert_user_error(run_with_task(f"{wrong}:make"), "returned int, not lrconsole.Task")
+    assert_user_error(run_with_task("no-colon"), "expected 'lesson'")
+    assert_user_error(run_with_task(f"{wrong}:absent"), "has no function 'absent'")
     assert not (sessions / "a").exists()
 
 
