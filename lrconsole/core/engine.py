@@ -44,6 +44,7 @@ class Engine:
         self._claimed = 0
         self.lr = plan.segments[0].lr if plan.segments else 0.0
         self.optimizer = build_optimizer(optimizer_spec, self.model.parameters(), self.lr or 1e-3)
+        self.owns_optimizer = True  # False when a user's own loop brings its optimizer
         self._handlers: dict[type[ev.Event], list[Handler]] = defaultdict(list)
         self._lock = threading.RLock()
         self._wake = threading.Condition(self._lock)
@@ -60,6 +61,7 @@ class Engine:
         # A batch loss above spike_factor x the lowest batch loss of the last epochs diverged.
         self.spike_factor: float | None = 10.0
         self._recent_lows: deque[float] = deque(maxlen=3)
+        self._spike_limit = math.inf  # spike_factor x the recent low, kept per epoch
         self._epoch_low = math.inf
         self._iter: Iterator[Any] | None = None
         self._batch = 0
@@ -269,35 +271,46 @@ class Engine:
         return self._segment_index, step - start, self._segment
 
     def _train_step(self, batch: Any) -> None:
+        index = self.begin_step()
+        inputs, targets = _to_device(batch, self.task.device)
+        loss = self.task.loss(self.model(inputs), targets)
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        if self.finish_step(index, loss.item()):
+            self.finish_epoch(index, self.evaluate())
+        self.after_step(index)
+
+    # -- one step, shared by the built-in loop and the hook for a user's own loop ------
+    def begin_step(self) -> int:
+        """Claim the next step and write its LR into every param group; its segment."""
         with self._lock:
             index, pos, seg = self._current_segment()
             lr = seg.lr_at(pos, self.steps_per_epoch)
             self._claimed = self.global_step + 1
         if pos == 0:
-            if seg.fresh_optimizer and self.global_step > 0:
+            if seg.fresh_optimizer and self.global_step > 0 and self.owns_optimizer:
                 params = self.model.parameters()
                 self.optimizer = build_optimizer(self.optimizer_spec, params, lr)
             self.emit(ev.SegmentStart(index, seg.to_dict(), self.global_step))
         self.lr = lr
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        inputs, targets = _to_device(batch, self.task.device)
-        loss = self.task.loss(self.model(inputs), targets)
-        self.optimizer.zero_grad()
-        loss.backward()
-        self.optimizer.step()
+        return index
+
+    def finish_step(self, index: int, value: float) -> bool:
+        """Count the step, guard its loss, report it; True when the epoch's steps are done."""
         with self._lock:
             self.global_step += 1
         self._batch += 1
-        value = loss.item()
         if not math.isfinite(value):
-            self._diverged(f"the loss is {value} at step {self.global_step} (lr {lr:g})")
-        elif self.spike_factor and self._recent_lows:
+            self._diverged(f"the loss is {value} at step {self.global_step} (lr {self.lr:g})")
+        elif self._spike_limit < value:
             floor = min(self._recent_lows)
-            if value > self.spike_factor * floor:
+            if self.spike_factor and value > self.spike_factor * floor:
                 self._diverged(
-                    f"the loss spiked to {value:.4g} at step {self.global_step} (lr {lr:g}), "
-                    f"over {self.spike_factor:g}x the recent low {floor:.4g}"
+                    f"the loss spiked to {value:.4g} at step {self.global_step} "
+                    f"(lr {self.lr:g}), over {self.spike_factor:g}x the recent low {floor:.4g}"
                 )
         self._epoch_low = min(self._epoch_low, value)
         if self._handlers.get(ev.BatchEnd):
@@ -308,11 +321,12 @@ class Engine:
                     self._batch,
                     self.steps_per_epoch,
                     value,
-                    lr,
+                    self.lr,
                 )
             )
-        if self._batch == self.steps_per_epoch:
-            self._finish_epoch(index)
+        return self._batch >= self.steps_per_epoch
+
+    def after_step(self, index: int) -> None:
         if self.global_step == self._segment_end:
             self.emit(ev.SegmentEnd(index, self.global_epoch, self.global_step))
 
@@ -323,10 +337,11 @@ class Engine:
             self._poke()
         self.emit(ev.Error(f"{message}; paused, the last good checkpoint is kept", fatal=False))
 
-    def _finish_epoch(self, segment: int) -> None:
-        metrics = self.evaluate()
+    def finish_epoch(self, segment: int, metrics: dict[str, float]) -> None:
         if math.isfinite(self._epoch_low):
             self._recent_lows.append(self._epoch_low)
+            if self.spike_factor:
+                self._spike_limit = self.spike_factor * min(self._recent_lows)
         self._epoch_low = math.inf
         with self._lock:
             self.global_epoch += 1
@@ -376,7 +391,8 @@ class Engine:
             lr = self.plan.segments[index].lr_at(pos, self.steps_per_epoch)
         else:
             lr = self.plan.segments[-1].lr if self.plan.segments else 1e-3
-        self.optimizer = build_optimizer(self.optimizer_spec, self.model.parameters(), lr)
+        if self.owns_optimizer:
+            self.optimizer = build_optimizer(self.optimizer_spec, self.model.parameters(), lr)
         self.optimizer.load_state_dict(state["optimizer"])
         self.lr = lr
         self.global_step = self._claimed = int(state["global_step"])
@@ -387,6 +403,7 @@ class Engine:
         self._iter = None
         self._segment_index = self._segment_end = self._segment_version = -1
         self._recent_lows.clear()  # the spike guard relearns the loss level from here
+        self._spike_limit = math.inf
 
 
 def _run_job(job: Callable[[], Any], future: Future[Any]) -> None:
