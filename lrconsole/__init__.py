@@ -13,8 +13,9 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from lrconsole.core.schedule import OptimizerSpec, Schedule, Segment
     from lrconsole.core.task import Task
+    from lrconsole.steer import Steer
 
-__all__ = ["OptimizerSpec", "Schedule", "Segment", "Task", "__version__"]
+__all__ = ["OptimizerSpec", "Schedule", "Segment", "Steer", "Task", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -27,4 +28,8 @@ def __getattr__(name: str) -> Any:
         from lrconsole.core.task import Task
 
         return Task
+    if name == "Steer":
+        from lrconsole.steer import Steer
+
+        return Steer
     raise AttributeError(f"module 'lrconsole' has no attribute {name!r}")

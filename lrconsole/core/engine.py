@@ -45,6 +45,8 @@ class Engine:
         self.lr = plan.segments[0].lr if plan.segments else 0.0
         self.optimizer = build_optimizer(optimizer_spec, self.model.parameters(), self.lr or 1e-3)
         self.owns_optimizer = True  # False when a user's own loop brings its optimizer
+        # A user's own loop cannot fast-forward its data: it checkpoints at epoch ends only.
+        self.mid_epoch_checkpoints = True
         self._handlers: dict[type[ev.Event], list[Handler]] = defaultdict(list)
         self._lock = threading.RLock()
         self._wake = threading.Condition(self._lock)

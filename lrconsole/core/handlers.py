@@ -111,6 +111,8 @@ class Checkpointer:
         engine = self.trainer.engine
         if engine.diverged or (engine.global_step == self.last_step and not force):
             return
+        if engine._batch and not engine.mid_epoch_checkpoints:
+            return
         path = self.trainer.save_checkpoint()
         self.last_time = time.monotonic()
         self.last_step = engine.global_step

@@ -19,6 +19,9 @@ from lrconsole.errors import UserError
 MetricFn = Callable[[torch.Tensor, torch.Tensor], "torch.Tensor | float"]
 
 
+OWN_LOOP = "own-loop:"  # the task spec of a session steered from a user's script
+
+
 class TaskError(UserError):
     """A task spec that cannot be loaded, or a factory that did not return a Task."""
 
@@ -41,8 +44,12 @@ class Task:
     monitor: str | None = None
     threads: int | None = None
     device: str = "cpu"
+    # Explicit metric names, for a user's own loop that reports its metrics itself.
+    names: list[str] | None = None
 
     def metric_names(self) -> list[str]:
+        if self.names is not None:
+            return list(self.names)
         names = ["loss", *self.metrics]
         return [f"{s}_{m}" for s in self.eval_sets for m in names]
 
@@ -53,6 +60,8 @@ class Task:
             if self.monitor not in names:
                 raise TaskError(f"task monitor {self.monitor!r} is not one of {names}")
             return self.monitor
+        if self.names is not None:
+            return names[-1]
         return names[-len(self.metrics) - 1]
 
     def optimizer_spec(self) -> OptimizerSpec:
@@ -100,6 +109,11 @@ def load_task(spec: TaskSpec) -> Task:
 
 
 def _find_factory(spec: str) -> Callable[..., Any]:
+    if spec.startswith(OWN_LOOP):
+        script = spec[len(OWN_LOOP) :]
+        raise TaskError(
+            f"this session is trained by your own script ({script}): run it to continue"
+        )
     if spec == "lesson":
         from lrconsole.core.lesson import make_lesson_task
 

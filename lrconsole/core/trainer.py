@@ -58,6 +58,8 @@ class Trainer:
         schedule: Schedule | None = None,
         checkpoint_interval: float = 2.0,
         tensorboard: bool = True,
+        task: Task | None = None,
+        optimizer: torch.optim.Optimizer | None = None,
     ) -> Trainer:
         """Create the session from `schedule`, or continue it (with `schedule` as its plan)."""
         exists = (folder / MANIFEST).is_file()
@@ -70,7 +72,7 @@ class Trainer:
         lock = SessionLock(folder)
         lock.acquire()
         try:
-            trainer = cls._build(folder, manifest, schedule, lock)
+            trainer = cls._build(folder, manifest, schedule, lock, task, optimizer)
             trainer._start(checkpoint_interval, tensorboard)
         except BaseException:
             lock.release()
@@ -83,16 +85,24 @@ class Trainer:
 
     @classmethod
     def _build(
-        cls, folder: Path, manifest: Manifest | None, schedule: Schedule | None, lock: SessionLock
+        cls,
+        folder: Path,
+        manifest: Manifest | None,
+        schedule: Schedule | None,
+        lock: SessionLock,
+        given_task: Task | None = None,
+        optimizer: torch.optim.Optimizer | None = None,
     ) -> Trainer:
         source = manifest.schedule(done_only=False) if manifest else schedule
         assert source is not None
         threads = source.threads
-        seed_everything(source.seed)
-        task = load_task(source.task)
-        seed_everything(
-            source.seed
-        )  # the training RNG starts from the seed, whatever the task drew
+        if given_task is not None:  # a user's own loop: its objects are already built
+            task = given_task
+        else:
+            seed_everything(source.seed)
+            task = load_task(source.task)
+            # The training RNG starts from the seed, whatever the task drew.
+            seed_everything(source.seed)
         threads = threads or task.threads
         if threads:
             torch.set_num_threads(threads)
@@ -136,6 +146,9 @@ class Trainer:
                 manifest.segments = list(schedule.segments)
         trainer = cls(folder, manifest, task, lock)
         trainer.engine.spike_factor = manifest.spike_factor
+        if optimizer is not None:  # the user's own optimizer: keep it, never rebuild it
+            trainer.engine.optimizer = optimizer
+            trainer.engine.owns_optimizer = False
         if manifest.checkpoint:
             state = load_checkpoint(folder / manifest.checkpoint)
             trainer.engine.load_state_dict(state)

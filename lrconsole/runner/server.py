@@ -44,7 +44,7 @@ class Client:
     def drop(self, reason: str) -> None:
         """Say bye with a reason and disconnect, without waiting for the client."""
         if self in self.server.clients:
-            self.server.clients.discard(self)
+            self.server.forget(self)
             with contextlib.suppress(Exception):
                 self.writer.write(protocol.event("bye", self.server.next_seq(), {"reason": reason}))
             self.task.cancel()
@@ -59,7 +59,7 @@ class Client:
                 self.writer.write(data)
                 await self.writer.drain()
         except (ConnectionError, OSError):
-            self.server.clients.discard(self)
+            self.server.forget(self)
 
 
 class ControlServer:
@@ -78,6 +78,7 @@ class ControlServer:
         self._server: asyncio.base_events.Server | None = None
         self._error: BaseException | None = None
         self.last_client_seen = time.monotonic()
+        self._attached = 0  # subscribed clients, counted on the loop thread
 
     # -- called from other threads ---------------------------------------------------------
     def start(self) -> None:
@@ -94,7 +95,8 @@ class ControlServer:
         """
         self._outbox.append((name, data))
         if urgent:
-            self.loop.call_soon_threadsafe(self._flush)
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody to tell
+                self.loop.call_soon_threadsafe(self._flush)
 
     def publish_batch(self, data: dict[str, Any]) -> None:
         self._latest_batch = data  # the pump coalesces: only the newest is sent
@@ -157,6 +159,18 @@ class ControlServer:
         """Clients that said hello: consoles and followers, not one-shot probes."""
         return [c for c in self.clients if c.subscribed]
 
+    def forget(self, client: Client) -> None:
+        self.clients.discard(client)
+        if client.subscribed:
+            client.subscribed = False
+            self._attached -= 1
+            self.last_client_seen = time.monotonic()
+
+    @property
+    def attached(self) -> bool:
+        """Whether a console is attached; safe to read from any thread."""
+        return self._attached > 0
+
     def _flush(self) -> None:
         while self._outbox:
             name, data = self._outbox.popleft()
@@ -209,10 +223,8 @@ class ControlServer:
         except (ConnectionError, OSError):
             pass
         finally:
-            if client.subscribed:
-                self.last_client_seen = time.monotonic()
             if client in self.clients:
-                self.clients.discard(client)
+                self.forget(client)
                 client.task.cancel()
                 writer.close()
 
@@ -240,6 +252,8 @@ class ControlServer:
                 return
             if cmd == "hello":
                 result["history"] = list(self.history)
+                if not client.subscribed:
+                    self._attached += 1
                 client.subscribed = True
                 client.name = args["client"]
             client.send(protocol.reply_ok(request_id, result))
