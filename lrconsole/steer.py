@@ -105,30 +105,37 @@ class Steer:
 
     def epochs(self) -> Iterator[int]:
         """Yield global epoch numbers until the plan is done (or the operator ends it)."""
-        engine = self.engine
-        engine.running = True  # jobs (rollback, lr-find) now wait for a step boundary
         try:
-            while self._stopping is None:
-                reason = engine._at_boundary(self._wait(), None)
-                if reason is not None:
-                    break
-                if engine._pending_rng is not None:  # resuming: the RNG of the checkpoint
-                    restore_rng(engine._pending_rng)
-                    engine._pending_rng = None
-                self._index = engine.begin_step()
-                self._in_epoch = True
-                yield engine.global_epoch + 1
+            while self.start_epoch():
+                yield self.engine.global_epoch + 1
                 if self._in_epoch:
                     self.epoch_end({})
         finally:
-            engine.running = False
             self.close()
 
-    def step(self, loss: torch.Tensor | float) -> None:
-        """Call after each `optimizer.step()`: records the loss, sets the next step's LR,
-        and blocks here while the operator has the run paused."""
+    def start_epoch(self) -> bool:
+        """Begin an epoch: False when training should end (trainer callbacks call this)."""
         engine = self.engine
-        value = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
+        engine.running = True  # jobs (rollback, lr-find) now wait for a step boundary
+        if self._stopping is not None:
+            return False
+        if engine._at_boundary(self._wait(), None) is not None:
+            return False
+        if engine._pending_rng is not None:  # resuming: the RNG of the checkpoint
+            restore_rng(engine._pending_rng)
+            engine._pending_rng = None
+        self._index = engine.begin_step()
+        self._in_epoch = True
+        return True
+
+    def step(self, loss: torch.Tensor | float | None) -> None:
+        """Call after each `optimizer.step()`: records the loss, sets the next step's LR,
+        and blocks here while the operator has the run paused. `None`: loss unknown
+        (the divergence guard then skips this step)."""
+        engine = self.engine
+        value = None
+        if loss is not None:
+            value = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
         if engine.finish_step(self._index, value):
             return  # the epoch's last step: epoch_end comes next
         engine.after_step(self._index)

@@ -300,12 +300,17 @@ class Engine:
             group["lr"] = lr
         return index
 
-    def finish_step(self, index: int, value: float) -> bool:
-        """Count the step, guard its loss, report it; True when the epoch's steps are done."""
+    def finish_step(self, index: int, value: float | None) -> bool:
+        """Count the step, guard its loss, report it; True when the epoch's steps are done.
+
+        `value` None: the loss is unknown (a trainer callback); the guard skips the step.
+        """
         with self._lock:
             self.global_step += 1
         self._batch += 1
-        if not math.isfinite(value):
+        if value is None:
+            value = math.nan
+        elif not math.isfinite(value):
             self._diverged(f"the loss is {value} at step {self.global_step} (lr {self.lr:g})")
         elif self._spike_limit < value:
             floor = min(self._recent_lows)
@@ -314,7 +319,8 @@ class Engine:
                     f"the loss spiked to {value:.4g} at step {self.global_step} "
                     f"(lr {self.lr:g}), over {self.spike_factor:g}x the recent low {floor:.4g}"
                 )
-        self._epoch_low = min(self._epoch_low, value)
+        if value == value:  # not NaN
+            self._epoch_low = min(self._epoch_low, value)
         if self._handlers.get(ev.BatchEnd):
             self.emit(
                 ev.BatchEnd(
