@@ -57,6 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-tensorboard", action="store_true", help="skip TensorBoard logging")
     p.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train with N processes under torchrun (DDP: gloo on CPU, nccl on GPU)",
+    )
+    p.add_argument(
         "--checkpoint-every",
         type=float,
         default=2.0,

@@ -9,11 +9,14 @@ import time
 from dataclasses import replace
 from pathlib import Path
 from types import FrameType
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from lrconsole.core.manifest import MANIFEST, resolve_session
 from lrconsole.core.schedule import Schedule, TaskSpec
 from lrconsole.errors import UserError
+
+if TYPE_CHECKING:
+    from lrconsole.core.trainer import Trainer
 
 
 def session_folder(args: argparse.Namespace) -> Path:
@@ -46,8 +49,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         ensure_runner(folder, schedule=schedule)
         print(f"runner started for {folder}; attach with `lrconsole attach {args.session}`")
         return 0
+    if args.nproc > 1:
+        from lrconsole.dist.launch import run_distributed
 
-    from lrconsole.core import events as ev
+        return run_distributed(folder, schedule, args.nproc, args.checkpoint_every)
     from lrconsole.core.trainer import Trainer
 
     trainer = Trainer.open(
@@ -56,6 +61,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         tensorboard=not args.no_tensorboard,
         checkpoint_interval=args.checkpoint_every,
     )
+    return train_headless(trainer, args.session)
+
+
+def train_headless(trainer: Trainer, session: str) -> int:
+    """Train the plan with a progress line; Ctrl-C or SIGTERM saves and leaves (130)."""
+    from lrconsole.core import events as ev
+
     engine = trainer.engine
     progress = Progress(sys.stderr, engine.plan.total_steps, engine.steps_per_epoch)
     engine.on(ev.EpochEnd, progress.on_epoch)
@@ -75,17 +87,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     if reason == "diverged":
         print(
             f"diverged at {where}: the last good checkpoint is kept; roll back with "
-            f"`lrconsole rollback {args.session} --epoch N` and train on at a lower LR",
+            f"`lrconsole rollback {session} --epoch N` and train on at a lower LR",
             file=sys.stderr,
         )
         return 1
     if reason == "interrupted":
         print(
-            f"interrupted: saved at {where}; continue with `lrconsole run {args.session}`",
+            f"interrupted: saved at {where}; continue with `lrconsole run {session}`",
             file=sys.stderr,
         )
         return 130
-    print(f"done: {folder.name} at {where}", file=sys.stderr)
+    print(f"done: {trainer.folder.name} at {where}", file=sys.stderr)
     return 0
 
 

@@ -16,6 +16,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import torch
@@ -29,6 +30,16 @@ from lrconsole.core.task import Task, build_optimizer
 E = TypeVar("E", bound=ev.Event)
 Handler = Callable[[Any], None]
 STATE_FORMAT = 1
+
+
+@dataclass
+class Hooks:
+    """Where a distributed run joins the loop (lrconsole.dist); all None otherwise."""
+
+    step_begin: Callable[[int, float], None] | None = None  # (global step, lr) before a step
+    epoch_start: Callable[[int], None] | None = None  # (finished epochs) before an epoch
+    reduce_metrics: Callable[[dict[str, float]], dict[str, float]] | None = None
+    train_model: Callable[..., Any] | None = None  # e.g. the DDP wrapper for training
 
 
 class Engine:
@@ -47,6 +58,7 @@ class Engine:
         self.owns_optimizer = True  # False when a user's own loop brings its optimizer
         # A user's own loop cannot fast-forward its data: it checkpoints at epoch ends only.
         self.mid_epoch_checkpoints = True
+        self.hooks = Hooks()
         self._handlers: dict[type[ev.Event], list[Handler]] = defaultdict(list)
         self._lock = threading.RLock()
         self._wake = threading.Condition(self._lock)
@@ -247,6 +259,8 @@ class Engine:
             if self._pending_rng is not None:
                 restore_rng(self._pending_rng)
                 self._pending_rng = None
+            if self.hooks.epoch_start is not None:
+                self.hooks.epoch_start(self.global_epoch)
             self._epoch_rng = torch.get_rng_state()
             self._batch = 0
             it = iter(loader)
@@ -275,12 +289,15 @@ class Engine:
     def _train_step(self, batch: Any) -> None:
         index = self.begin_step()
         inputs, targets = _to_device(batch, self.task.device)
-        loss = self.task.loss(self.model(inputs), targets)
+        loss = self.task.loss((self.hooks.train_model or self.model)(inputs), targets)
         self.optimizer.zero_grad()
         loss.backward()
         self.optimizer.step()
         if self.finish_step(index, loss.item()):
-            self.finish_epoch(index, self.evaluate())
+            metrics = self.evaluate()
+            if self.hooks.reduce_metrics is not None:
+                metrics = self.hooks.reduce_metrics(metrics)
+            self.finish_epoch(index, metrics)
         self.after_step(index)
 
     # -- one step, shared by the built-in loop and the hook for a user's own loop ------
@@ -298,6 +315,8 @@ class Engine:
         self.lr = lr
         for group in self.optimizer.param_groups:
             group["lr"] = lr
+        if self.hooks.step_begin is not None:
+            self.hooks.step_begin(self.global_step, lr)
         return index
 
     def finish_step(self, index: int, value: float | None) -> bool:
@@ -359,24 +378,8 @@ class Engine:
             ev.EpochEnd(self.global_epoch, self.global_step, segment, self.lr, metrics, time.time())
         )
 
-    @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """Loss and metrics over each whole evaluation set, in eval mode."""
-        task = self.task
-        self.model.eval()
-        out: dict[str, float] = {}
-        for set_name, loader in task.eval_sets.items():
-            outputs, targets = [], []
-            for batch in loader:
-                inputs, target = _to_device(batch, task.device)
-                outputs.append(self.model(inputs))
-                targets.append(target)
-            y_hat, y = torch.cat(outputs), torch.cat(targets)
-            out[f"{set_name}_loss"] = float(task.loss(y_hat, y))
-            for metric_name, fn in task.metrics.items():
-                out[f"{set_name}_{metric_name}"] = float(fn(y_hat, y))
-        self.model.train()
-        return out
+        return evaluate(self.model, self.task)
 
     # -- checkpoint state ---------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -412,6 +415,25 @@ class Engine:
         self._segment_index = self._segment_end = self._segment_version = -1
         self._recent_lows.clear()  # the spike guard relearns the loss level from here
         self._spike_limit = math.inf
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, task: Task) -> dict[str, float]:
+    """Loss and metrics over each whole evaluation set, in eval mode."""
+    model.eval()
+    out: dict[str, float] = {}
+    for set_name, loader in task.eval_sets.items():
+        outputs, targets = [], []
+        for batch in loader:
+            inputs, target = _to_device(batch, task.device)
+            outputs.append(model(inputs))
+            targets.append(target)
+        y_hat, y = torch.cat(outputs), torch.cat(targets)
+        out[f"{set_name}_loss"] = float(task.loss(y_hat, y))
+        for metric_name, fn in task.metrics.items():
+            out[f"{set_name}_{metric_name}"] = float(fn(y_hat, y))
+    model.train()
+    return out
 
 
 def _run_job(job: Callable[[], Any], future: Future[Any]) -> None:

@@ -1,0 +1,198 @@
+"""One rank of a distributed run (started by torchrun; see lrconsole.dist).
+
+Rank 0 runs the ordinary engine with hooks: before each step it broadcasts
+`(STEP, global step, lr)`, at each epoch end `(EVAL, ...)` followed by an all-reduce of the
+metrics, and `(EXIT, ...)` when it stops. The other ranks only follow those messages, so
+they train exactly the steps rank 0 trains, at its LR. Each rank's data is a
+DistributedSampler shard, and at every epoch start each rank reseeds its RNG from
+(seed, epoch, rank): with checkpoints at epoch ends only, a resumed run is exact.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import random
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+
+from lrconsole.core.engine import Hooks, evaluate
+from lrconsole.core.manifest import MANIFEST, Manifest
+from lrconsole.core.rng import seed_everything
+from lrconsole.core.schedule import Schedule
+from lrconsole.core.task import Task, build_optimizer, load_task
+from lrconsole.errors import UserError
+
+STEP, EVAL, EXIT = 1.0, 2.0, 3.0
+
+
+class Rank:
+    def __init__(self, task: Task, seed: int) -> None:
+        self.rank = dist.get_rank()
+        self.world = dist.get_world_size()
+        self.task = task
+        self.seed = seed
+        self.device = task.device
+        self.message = torch.zeros(3, dtype=torch.float64, device=self.device)
+        loader = task.train_loader
+        if not isinstance(loader, DataLoader):
+            raise UserError("--nproc needs the task's train_loader to be a torch DataLoader")
+        self.sampler: DistributedSampler[Any] = DistributedSampler(
+            loader.dataset,
+            num_replicas=self.world,
+            rank=self.rank,
+            shuffle=isinstance(loader.sampler, RandomSampler),
+            seed=seed,
+        )
+        task.train_loader = DataLoader(
+            loader.dataset,
+            batch_size=loader.batch_size,
+            sampler=self.sampler,
+            collate_fn=loader.collate_fn,
+            drop_last=loader.drop_last,
+        )
+
+    def epoch_start(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+        seed_everything((self.seed * 1_000_003 + epoch * 1_009 + self.rank) % 2**31)
+
+    def reduce_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
+        names = list(metrics)  # the same order on every rank: evaluate() builds it so
+        values = torch.tensor([metrics[n] for n in names], dtype=torch.float64, device=self.device)
+        dist.all_reduce(values)
+        return dict(zip(names, (values / self.world).tolist(), strict=True))
+
+    def announce_eval(self, metrics: dict[str, float]) -> dict[str, float]:
+        self.send(EVAL)
+        return self.reduce_metrics(metrics)
+
+    def send(self, kind: float, step: int = 0, lr: float = 0.0) -> None:
+        self.message[0], self.message[1], self.message[2] = kind, step, lr
+        dist.broadcast(self.message, src=0)
+
+
+def lead(rank: Rank, folder: Path, schedule: Schedule | None, every: float) -> int:
+    """Rank 0: the session, the control socket, and the decisions."""
+    from lrconsole.cli.headless import train_headless
+    from lrconsole.core.trainer import Trainer
+    from lrconsole.runner.host import Runner
+
+    trainer = Trainer.open(folder, schedule=schedule, task=rank.task, checkpoint_interval=every)
+    engine = trainer.engine
+    engine.mid_epoch_checkpoints = False
+    state = {"optimizer": engine.optimizer_spec.to_dict(), "state": engine.optimizer.state_dict()}
+    dist.broadcast_object_list([state], src=0)
+    model = DistributedDataParallel(rank.task.model)
+    engine.hooks = Hooks(
+        step_begin=lambda step, lr: rank.send(STEP, step, lr),
+        epoch_start=rank.epoch_start,
+        reduce_metrics=rank.announce_eval,
+        train_model=model,
+    )
+    runner = Runner(trainer)
+    runner.server.start()
+    try:
+        return train_headless(trainer, folder.name)
+    finally:
+        rank.send(EXIT)
+        runner.server.close("shutdown")
+        dump(rank)
+
+
+def follow(rank: Rank) -> int:
+    """Ranks 1..N-1: train exactly the steps rank 0 announces, at its LR."""
+    from lrconsole.core.schedule import OptimizerSpec
+
+    box: list[Any] = [None]
+    dist.broadcast_object_list(box, src=0)
+    spec = OptimizerSpec.from_dict(box[0]["optimizer"])
+    task = rank.task
+    optimizer = build_optimizer(spec, task.model.parameters(), 1e-3)
+    optimizer.load_state_dict(box[0]["state"])
+    model = DistributedDataParallel(task.model)
+    spe = len(task.train_loader)  # type: ignore[arg-type]
+    batches = None
+    while True:
+        dist.broadcast(rank.message, src=0)
+        kind, step, lr = rank.message.tolist()
+        if kind == EXIT:
+            break
+        if kind == EVAL:
+            rank.reduce_metrics(evaluate(task.model, task))
+            continue
+        step = int(step)
+        if step % spe == 0 or batches is None:
+            rank.epoch_start(step // spe)
+            batches = iter(task.train_loader)
+            task.model.train()
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        inputs, targets = next(batches)
+        inputs, targets = inputs.to(rank.device), targets.to(rank.device)
+        loss = task.loss(model(inputs), targets)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    dump(rank)
+    return 0
+
+
+def dump(rank: Rank) -> None:
+    """For tests: each rank's final parameters, to prove they stayed identical.
+
+    Parameters only: DDP broadcasts rank 0's BatchNorm statistics before each forward,
+    then each rank updates them from its own batch, so buffers differ by design.
+    """
+    target = os.environ.get("LRCONSOLE_DIST_DUMP")
+    if target:
+        params = {k: v.detach().cpu() for k, v in rank.task.model.named_parameters()}
+        torch.save(params, Path(target) / f"rank{rank.rank}.pt")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m lrconsole.dist.worker")
+    parser.add_argument("session_dir", type=Path)
+    parser.add_argument("--schedule", type=Path)
+    parser.add_argument("--checkpoint-every", type=float, default=2.0)
+    args = parser.parse_args()
+    cuda = torch.cuda.is_available()
+    dist.init_process_group("nccl" if cuda else "gloo", timeout=dt.timedelta(days=7))
+    try:
+        folder: Path = args.session_dir
+        exists = (folder / MANIFEST).is_file()
+        dist.barrier()  # every rank has looked before rank 0 writes anything
+        schedule = Schedule.load(args.schedule) if args.schedule else None
+        source = Manifest.read(folder).schedule(done_only=False) if exists else schedule
+        if source is None:
+            raise UserError(f"no session at {folder}: give --schedule")
+        seed_everything(source.seed)
+        task = load_task(source.task)
+        seed_everything(source.seed)
+        torch.set_num_threads(source.threads or task.threads or 1)
+        if cuda:
+            local = int(os.environ.get("LOCAL_RANK", "0"))
+            torch.cuda.set_device(local)
+            task.device = f"cuda:{local}"
+            task.model.to(task.device)
+        rank = Rank(task, source.seed)
+        random.seed(source.seed)
+        if rank.rank == 0:
+            return lead(rank, folder, schedule, args.checkpoint_every)
+        return follow(rank)
+    except UserError as exc:
+        print(f"lrconsole: error: {exc}", file=sys.stderr, flush=True)
+        return 2
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
