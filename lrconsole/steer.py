@@ -36,10 +36,31 @@ def _no_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     raise RuntimeError("a user's own loop computes its loss itself")
 
 
+def _distributed() -> tuple[int, int]:
+    """(rank, world size) of an initialized torch.distributed group, else (0, 1)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+STEP, EXIT = 1.0, 3.0
+
+
 class Steer:
     """The hook. With no console attached and nothing queued it follows `schedule` (a
     YAML path or a Schedule), or else `epochs` epochs at `lr` (default: the optimizer's LR),
-    so the script also runs unattended; with a console attached, an empty queue waits."""
+    so the script also runs unattended; with a console attached, an empty queue waits.
+
+    Under torchrun (an initialized process group), rank 0 owns the session and the
+    socket and sends each step's LR to the other ranks, whose Steer only follows it.
+    """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Steer:
+        if cls is Steer and _distributed()[0] > 0:
+            return object.__new__(FollowerSteer)
+        return object.__new__(cls)
 
     def __init__(
         self,
@@ -90,6 +111,16 @@ class Steer:
         self._index = -1
         self._in_epoch = False
         self._stopping: str | None = None
+        self._world = _distributed()[1]
+        if self._world > 1:
+            self._message = torch.zeros(3, dtype=torch.float64)
+            self.engine.hooks.step_begin = lambda step, lr: self._send(STEP, step, lr)
+
+    def _send(self, kind: float, step: int = 0, lr: float = 0.0) -> None:
+        import torch.distributed as dist
+
+        self._message[0], self._message[1], self._message[2] = kind, step, lr
+        dist.broadcast(self._message, src=0)
 
     @property
     def epoch(self) -> int:
@@ -117,9 +148,10 @@ class Steer:
         """Begin an epoch: False when training should end (trainer callbacks call this)."""
         engine = self.engine
         engine.running = True  # jobs (rollback, lr-find) now wait for a step boundary
-        if self._stopping is not None:
-            return False
-        if engine._at_boundary(self._wait(), None) is not None:
+        if self._stopping is not None or engine._at_boundary(self._wait(), None) is not None:
+            if self._world > 1 and self._stopping != "ended":
+                self._send(EXIT)
+            self._stopping = "ended"
             return False
         if engine._pending_rng is not None:  # resuming: the RNG of the checkpoint
             restore_rng(engine._pending_rng)
@@ -158,7 +190,10 @@ class Steer:
                 f"{self.metric_names}"
             )
         engine = self.engine
-        engine.finish_epoch(self._index, {k: float(v) for k, v in metrics.items()})
+        values = {k: float(v) for k, v in metrics.items()}
+        if self._world > 1:
+            values = _mean_over_ranks(self.metric_names, values)
+        engine.finish_epoch(self._index, values)
         engine.after_step(self._index)
         self._in_epoch = False
 
@@ -175,3 +210,78 @@ class Steer:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def _mean_over_ranks(names: list[str], values: Mapping[str, float]) -> dict[str, float]:
+    """Every rank's metrics, averaged (all ranks call this with the same names)."""
+    import torch.distributed as dist
+
+    vector = torch.tensor([values.get(n, float("nan")) for n in names], dtype=torch.float64)
+    dist.all_reduce(vector)
+    world = dist.get_world_size()
+    return {n: v / world for n, v in zip(names, vector.tolist(), strict=True) if n in values}
+
+
+class FollowerSteer(Steer):
+    """Steer on ranks 1..N-1: no session, no socket; takes each step's LR from rank 0."""
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        session: str | Path,
+        *,
+        steps_per_epoch: int,
+        metrics: Sequence[str] = ("train_loss",),
+        **ignored: Any,
+    ) -> None:
+        self.optimizer = optimizer
+        self.steps_per_epoch = steps_per_epoch
+        self.metric_names = list(metrics)
+        self._message = torch.zeros(3, dtype=torch.float64)
+        self._batch = 0
+        self._lr = float(optimizer.param_groups[0]["lr"])
+        self._ended = False
+
+    @property
+    def epoch(self) -> int:
+        return int(self._message[1].item()) // self.steps_per_epoch + 1
+
+    @property
+    def lr(self) -> float:
+        return self._lr
+
+    def _receive(self) -> float:
+        import torch.distributed as dist
+
+        dist.broadcast(self._message, src=0)
+        kind, _, lr = self._message.tolist()
+        if kind == STEP:
+            self._lr = lr
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+        return float(kind)
+
+    def epochs(self) -> Iterator[int]:
+        while self.start_epoch():
+            yield self.epoch
+            if self._batch:
+                self.epoch_end({})
+
+    def start_epoch(self) -> bool:
+        if self._ended or self._receive() == EXIT:
+            self._ended = True
+            return False
+        self._batch = 0
+        return True
+
+    def step(self, loss: torch.Tensor | float | None) -> None:
+        self._batch += 1
+        if self._batch < self.steps_per_epoch:
+            self._receive()
+
+    def epoch_end(self, metrics: Mapping[str, float]) -> None:
+        _mean_over_ranks(self.metric_names, {k: float(v) for k, v in metrics.items()})
+        self._batch = 0
+
+    def close(self) -> None:
+        self._ended = True

@@ -124,3 +124,55 @@ async def test_a_console_steers_the_users_loop_like_any_runner(tmp_path: Path) -
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "finished at epoch" in out and "lr 0.002" in out
+
+
+DDP_SCRIPT = """
+import os, sys, torch, torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+import lrconsole
+dist.init_process_group("gloo")
+rank = dist.get_rank()
+torch.manual_seed(0)
+model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
+ddp = DistributedDataParallel(model)
+opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+g = torch.Generator().manual_seed(rank)
+x, y = torch.randn(80, 4, generator=g), torch.randn(80, 1, generator=g)
+S = lrconsole.Segment
+schedule = lrconsole.Schedule([S(0.05, epochs=3), S(0.01, epochs=2)])
+steer = lrconsole.Steer(opt, sys.argv[1], model=model, steps_per_epoch=10, schedule=schedule,
+                        metrics=["train_loss"])
+for epoch in steer.epochs():
+    for i in range(10):
+        loss = nn.functional.mse_loss(ddp(x[i::10]), y[i::10])
+        opt.zero_grad(); loss.backward(); opt.step()
+        steer.step(loss)
+    steer.epoch_end({"train_loss": float(loss)})
+torch.save(dict(model.named_parameters()), os.path.join(sys.argv[2], f"rank{rank}.pt"))
+print("rank", rank, "lr", opt.param_groups[0]["lr"])
+dist.destroy_process_group()
+"""
+
+
+def test_the_hook_under_torchrun_keeps_ranks_in_step(tmp_path: Path) -> None:
+    import torch
+
+    script = tmp_path / "ddp_loop.py"
+    script.write_text(DDP_SCRIPT)
+    folder = tmp_path / "ddp"
+    done = run_script(
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node=2",
+        str(script),
+        str(folder),
+        str(tmp_path),
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = metric_rows(folder)
+    assert len(rows) == 1 + 5
+    assert [r[3] for r in rows[1:]] == ["0.05"] * 3 + ["0.01"] * 2
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    assert all(torch.equal(ranks[0][k], ranks[1][k]) for k in ranks[0])
