@@ -167,11 +167,12 @@ class Steer:
         engine = self.engine
         value = None
         if loss is not None:
-            value = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
+            value = loss.item() if isinstance(loss, torch.Tensor) else float(loss)
         if engine.finish_step(self._index, value):
             return  # the epoch's last step: epoch_end comes next
         engine.after_step(self._index)
-        if self._stopping is None:
+        busy = engine._attention or engine.global_step >= engine.plan.total_steps
+        if busy and self._stopping is None:  # the slow path only when something happened
             reason = engine._at_boundary(self._wait(), None)
             if reason is not None and reason != "done":
                 self._stopping = reason  # shutdown or stop: at the end of this epoch

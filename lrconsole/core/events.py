@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 
@@ -11,7 +11,8 @@ class Event:
     name: ClassVar[str] = "event"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Shallow: events are never mutated, and asdict's deep copy costs every epoch.
+        return dict(self.__dict__)
 
 
 @dataclass(frozen=True)

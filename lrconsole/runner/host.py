@@ -26,7 +26,7 @@ class Runner:
         for kind in ev.ALL_EVENTS:
             if kind is not ev.BatchEnd:
                 self.engine.on(kind, self._forward)
-        self.engine.on(ev.BatchEnd, lambda e: self.server.publish_batch(e.to_dict()))
+        self.engine.on(ev.BatchEnd, self.server.publish_batch)
 
     def _forward(self, event: ev.Event) -> None:
         self.server.publish(event.name, event.to_dict(), urgent=not isinstance(event, ev.EpochEnd))

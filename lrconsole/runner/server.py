@@ -71,8 +71,8 @@ class ControlServer:
         self.loop = asyncio.new_event_loop()
         self._seq = 0
         self._outbox: collections.deque[tuple[str, dict[str, Any]]] = collections.deque()
-        self._latest_batch: dict[str, Any] | None = None
-        self._sent_batch: dict[str, Any] | None = None
+        self._latest_batch: Any = None  # a BatchEnd event
+        self._sent_batch: Any = None
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lrconsole-control", daemon=True)
         self._server: asyncio.base_events.Server | None = None
@@ -98,8 +98,9 @@ class ControlServer:
             with contextlib.suppress(RuntimeError):  # the loop closed: nobody to tell
                 self.loop.call_soon_threadsafe(self._flush)
 
-    def publish_batch(self, data: dict[str, Any]) -> None:
-        self._latest_batch = data  # the pump coalesces: only the newest is sent
+    def publish_batch(self, event: Any) -> None:
+        # Only the newest is kept, and turned into a dict by the pump: the step stays cheap.
+        self._latest_batch = event
 
     def call(self, fn: Callable[[], object]) -> None:
         self.loop.call_soon_threadsafe(fn)
@@ -189,12 +190,13 @@ class ControlServer:
     async def _batch_pump(self) -> None:
         interval = 1.0 / protocol.BATCH_EVENTS_PER_SECOND
         while True:
-            await asyncio.sleep(interval)
+            # With nobody attached there is nobody to tell: wake rarely, leave the GIL be.
+            await asyncio.sleep(interval if self._attached else 0.5)
             self._flush()
             latest = self._latest_batch
             if latest is not None and latest is not self._sent_batch:
                 self._sent_batch = latest
-                self._broadcast("batch", latest)
+                self._broadcast("batch", latest.to_dict())
             if self.subscribers():
                 self.last_client_seen = time.monotonic()
 
@@ -251,6 +253,7 @@ class ControlServer:
                 self.loop.create_task(self._answer_later(client, request_id, result))
                 return
             if cmd == "hello":
+                self._flush()  # epochs still in the outbox belong to the history
                 result["history"] = list(self.history)
                 if not client.subscribed:
                     self._attached += 1
