@@ -89,7 +89,7 @@ async def test_set_lr_takes_effect_at_the_very_next_step(
     runner: tuple[Path, RunnerClient], tmp_path: Path
 ) -> None:
     folder, client = runner
-    await client.call("queue", segments=[{"epochs": 40, "lr": 0.03}])
+    await client.call("queue", segments=[{"epochs": 400, "lr": 0.03}])
     await wait_epoch(client, 2)
     result = await client.call("set_lr", lr=0.002)
     step = result["global_step"]

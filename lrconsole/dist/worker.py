@@ -102,6 +102,7 @@ def lead(rank: Rank, folder: Path, schedule: Schedule | None, every: float) -> i
         return train_headless(trainer, folder.name)
     finally:
         rank.send(EXIT)
+        dist.barrier()  # an orderly teardown: nobody leaves while another still talks
         runner.server.close("shutdown")
         dump(rank)
 
@@ -123,6 +124,7 @@ def follow(rank: Rank) -> int:
         dist.broadcast(rank.message, src=0)
         kind, step, lr = rank.message.tolist()
         if kind == EXIT:
+            dist.barrier()
             break
         if kind == EVAL:
             rank.reduce_metrics(evaluate(task.model, task))
@@ -195,4 +197,9 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Skip interpreter teardown: gloo's C++ threads can abort a clean exit ("terminate
+    # called without an active exception") once the group is gone; all files are written.
+    os._exit(code)

@@ -133,6 +133,7 @@ class ControlServer:
         self.loop.close()
 
     async def _listen(self) -> None:
+        self._hello = asyncio.Event()
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()  # a stale socket from a runner that died: we hold the lock
         old = os.umask(0o177)  # the socket is born 0600: no window for other users
@@ -191,7 +192,9 @@ class ControlServer:
         interval = 1.0 / protocol.BATCH_EVENTS_PER_SECOND
         while True:
             # With nobody attached there is nobody to tell: wake rarely, leave the GIL be.
-            await asyncio.sleep(interval if self._attached else 0.5)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._hello.wait(), interval if self._attached else 0.5)
+            self._hello.clear()
             self._flush()
             latest = self._latest_batch
             if latest is not None and latest is not self._sent_batch:
@@ -253,6 +256,7 @@ class ControlServer:
                 self.loop.create_task(self._answer_later(client, request_id, result))
                 return
             if cmd == "hello":
+                self._hello.set()  # the pump goes back to 20 a second at once
                 self._flush()  # epochs still in the outbox belong to the history
                 result["history"] = list(self.history)
                 if not client.subscribed:

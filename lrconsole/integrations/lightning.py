@@ -1,0 +1,205 @@
+"""PyTorch Lightning: let the console steer `Trainer.fit`.
+
+    from lrconsole.integrations.lightning import LrConsoleCallback
+
+    steer = LrConsoleCallback("sessions/mnist", schedule="plan.yaml",
+                              metrics=["train_loss", "val_loss"])
+    trainer = L.Trainer(max_epochs=-1, callbacks=[steer])
+    trainer.fit(model, train_loader, val_loader)
+
+The console owns the LR: `configure_optimizers` returns one optimizer and no LR scheduler
+(the callback refuses to start otherwise), and the LR written there is only the default for a
+session with no schedule. The session decides when training ends, so give `max_epochs=-1`
+(or at least the plan's epochs) and leave `min_epochs`/`min_steps` unset. Pausing blocks
+training after an optimizer step, before the next batch. Metric names are looked up in
+`trainer.callback_metrics` (also as `NAME_epoch`); pass a mapping `{"val_loss": "val/loss"}` to
+rename. `train_loss`, when not logged, is the mean of the epoch's training-step losses.
+
+Running the script again with the same session continues its plan (model and optimizer come
+back from the session's last epoch-end checkpoint; Lightning's data order starts over).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+try:
+    import lightning.pytorch as pl
+except ImportError:  # only the older package name is installed
+    import pytorch_lightning as pl  # type: ignore[no-redef]
+
+from lrconsole.core.schedule import Schedule
+from lrconsole.steer import Steer
+
+__all__ = ["LrConsoleCallback"]
+
+
+def metric_map(metrics: Sequence[str] | Mapping[str, str]) -> dict[str, str]:
+    """Session metric name -> the trainer's name for it."""
+    if isinstance(metrics, Mapping):
+        return {str(k): str(v) for k, v in metrics.items()}
+    if isinstance(metrics, str):
+        return {metrics: metrics}
+    return {name: name for name in metrics}
+
+
+def _step_loss(outputs: Any) -> torch.Tensor | None:
+    loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
+    if isinstance(loss, torch.Tensor) and loss.numel() == 1:
+        return loss
+    return None
+
+
+class LrConsoleCallback(pl.Callback):
+    """Drive the trainer's optimizer LR from an lrconsole session (see the module docstring)."""
+
+    def __init__(
+        self,
+        session: str | Path,
+        *,
+        schedule: str | Path | Schedule | None = None,
+        lr: float | None = None,
+        epochs: int = 10,
+        metrics: Sequence[str] | Mapping[str, str] = ("train_loss",),
+        monitor: str | None = None,
+        serve: bool = True,
+    ) -> None:
+        super().__init__()
+        self.session = Path(session)
+        self.schedule = schedule
+        self.lr = lr
+        self.epochs = epochs
+        self.metrics = metric_map(metrics)
+        if not self.metrics:
+            raise ValueError("metrics: name at least one metric to record")
+        self.monitor = monitor
+        self.serve = serve
+        self.steer: Steer | None = None
+        self.steps_per_epoch = 0
+        self._live = False  # a session epoch is in progress
+        self._steps = 0  # optimizer steps reported in this epoch
+        self._seen = 0  # trainer.global_step at the last step reported
+        self._scale = 1.0  # undoes Lightning's division of the loss by accumulate_grad_batches
+        self._window: list[float] = []  # batch losses since the last optimizer step
+        self._losses: list[float] = []  # step losses of this epoch
+
+    # -- fit ---------------------------------------------------------------------------
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.lr_scheduler_configs:
+            raise ValueError(
+                "LrConsoleCallback: the console owns the LR; remove the LR scheduler that "
+                "configure_optimizers returns"
+            )
+        if len(trainer.optimizers) != 1:
+            raise ValueError(
+                f"LrConsoleCallback steers one optimizer, the trainer has {len(trainer.optimizers)}"
+            )
+        if trainer.fit_loop.min_epochs or trainer.fit_loop.min_steps:
+            raise ValueError(
+                "LrConsoleCallback: the session decides when training ends; "
+                "leave min_epochs and min_steps unset"
+            )
+        batches = trainer.num_training_batches
+        if not math.isfinite(batches) or batches < 1:
+            raise ValueError(
+                "LrConsoleCallback needs a known number of batches per epoch: give the train "
+                "dataloader a length, or set Trainer(limit_train_batches=N) to an int"
+            )
+        accumulate = max(1, int(trainer.accumulate_grad_batches))
+        self.steps_per_epoch = math.ceil(int(batches) / accumulate)
+        self._scale = float(accumulate) if pl_module.automatic_optimization else 1.0
+        self.steer = Steer(
+            trainer.optimizers[0],
+            self.session,
+            steps_per_epoch=self.steps_per_epoch,
+            model=pl_module,
+            schedule=self.schedule,
+            lr=self.lr,
+            epochs=self.epochs,
+            metrics=list(self.metrics),
+            monitor=self.monitor,
+            serve=self.serve,
+        )
+        self._live = False
+        self._seen = trainer.global_step
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.steer is None or self._live:
+            return
+        # Blocks while the operator has the run paused, or waits for a plan with a console
+        # attached; writes the first step's LR into the optimizer.
+        if not self.steer.start_epoch():
+            # Lightning's epoch loop checks should_stop before its first batch: no batch runs.
+            trainer.should_stop = True
+            return
+        self._live = True
+        self._steps = 0
+        self._window = []
+        self._losses = []
+
+    def on_train_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        if self.steer is None or not self._live:
+            return
+        loss = _step_loss(outputs)
+        if loss is not None:
+            self._window.append(float(loss.detach()) * self._scale)
+        if trainer.global_step == self._seen:
+            return  # accumulating gradients: no optimizer step on this batch
+        self._seen = trainer.global_step
+        value = sum(self._window) / len(self._window) if self._window else None
+        self._window = []
+        if self._steps >= self.steps_per_epoch:
+            return
+        self._steps += 1
+        if value is not None and math.isfinite(value):
+            self._losses.append(value)
+        # Sets the next step's LR; blocks here while paused.
+        self.steer.step(value)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.steer is None or not self._live:
+            return
+        self._live = False
+        if self._steps < self.steps_per_epoch:
+            return  # cut short (max_steps, a stop mid-epoch): the session keeps its last epoch
+        found = trainer.callback_metrics
+        metrics: dict[str, float] = {}
+        for name, key in self.metrics.items():
+            for candidate in (key, f"{key}_epoch"):
+                value = found.get(candidate)
+                if value is not None:
+                    metrics[name] = float(value)
+                    break
+        if "train_loss" in self.metrics and "train_loss" not in metrics and self._losses:
+            metrics["train_loss"] = sum(self._losses) / len(self._losses)
+        self.steer.epoch_end(metrics)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.close()
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        self.close()
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Save the session at its last whole epoch and release it (idempotent)."""
+        steer, self.steer = self.steer, None
+        self._live = False
+        if steer is not None:
+            steer.close()
