@@ -12,13 +12,14 @@ into terminal segments (what Textual writes). It is measured in two ways:
   the run screen's), timing `refresh()` + `render_lines()` after new data arrived.
 
 Targets: <= 10 ms per redraw at either size, and 1e6/1e3 ratio <= 1.5. Medians are printed,
-since the machine is noisy.
+since the machine is noisy; the garbage collector is off while timing, as in timeit.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import math
 import statistics
 import sys
@@ -50,6 +51,8 @@ def time_render(n: int, width: int, height: int, repeat: int) -> list[float]:
     )
     markers = [n // 3, 2 * n // 3]
     times = []
+    gc.collect()
+    gc.disable()
     for i in range(repeat + 3):
         t0 = time.perf_counter()
         text = render_chart(traces, width, height, x_first=1, log=bool(i % 2), markers=markers)
@@ -58,6 +61,7 @@ def time_render(n: int, width: int, height: int, repeat: int) -> list[float]:
         assert len(lines) == height
         if i >= 3:  # warm-up
             times.append(elapsed * 1000)
+    gc.enable()
     return times
 
 
@@ -85,6 +89,8 @@ async def time_widget(n: int, size: tuple[int, int], repeat: int) -> tuple[list[
         await pilot.pause()
         chart = app.query_one(LossChart)
         box = chart.content_region
+        gc.collect()
+        gc.disable()  # as timeit does: time the redraw, not a collection that lands in it
         for _ in range(repeat + 3):
             model.version += 1  # new data: the cache is stale
             t0 = time.perf_counter()
@@ -92,6 +98,7 @@ async def time_widget(n: int, size: tuple[int, int], repeat: int) -> tuple[list[
             lines = chart.render_lines(Region(0, 0, chart.size.width, chart.size.height))
             times.append((time.perf_counter() - t0) * 1000)
             assert lines
+        gc.enable()
         times = times[3:]
         assert chart.redraws >= repeat, "the widget did not redraw"
     return times, f"{box.width}x{box.height}"

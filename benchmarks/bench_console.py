@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import faulthandler
 import fcntl
 import os
 import pty
@@ -170,9 +171,18 @@ async def train_segment(sock: Path, epochs: int, lr: float) -> float:
         state = await client.call("status")
         if state.get("state") == "paused":
             await client.call("resume")
-        async for event in client.events():
+        seen: list[str] = []
+        while True:
+            try:
+                event = await client.next_event(timeout=30)
+            except asyncio.TimeoutError:
+                status = await client.call("status")
+                raise SystemExit(f"training stalled: {status}; last events {seen[-8:]}") from None
+            seen.append(f"{event.name} {event.data}"[:160])
             if event.name == "epoch":
                 stamps.append(float(event.data["time"]))
+            elif event.name == "paused" and event.data.get("reason") == "error":
+                await client.call("resume")  # the loss-spike guard; train on
             elif event.name in ("segment_end", "paused") and len(stamps) >= epochs:
                 break
         # Skip the first few epochs (start-up, the console's first frames).
@@ -195,16 +205,16 @@ def attached(rounds: int, epochs: int) -> float:
     try:
         folder = sessions / "bench"
         sock = ensure_runner(folder, create={"task": "lesson", "seed": 0})
-        asyncio.run(train_segment(sock, 20, 0.01))  # warm up the runner
+        asyncio.run(train_segment(sock, 20, 0.003))  # warm up the runner
         for i in range(rounds):
-            a = asyncio.run(train_segment(sock, epochs, 0.01))
+            a = asyncio.run(train_segment(sock, epochs, 0.003))
             term = Terminal(console_command("attach", "bench"), tmp, size=(100, 30))
             try:
                 if term.read_until(RUN_MARKER, timeout=20) is None:
                     raise SystemExit("the console did not draw the run screen")
                 term.drain(1.0)
                 term.start_draining()
-                b = asyncio.run(train_segment(sock, epochs, 0.01))
+                b = asyncio.run(train_segment(sock, epochs, 0.003))
             finally:
                 term.stop_draining()
                 term.send("q")
@@ -250,6 +260,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5, help="A/B rounds for training")
     parser.add_argument("--epochs", type=int, default=400, help="epochs per training run")
     args = parser.parse_args()
+    faulthandler.dump_traceback_later(120, exit=True)  # a hang shows where, then ends
     both = not (args.first_frame or args.attached)
     ok = True
     if args.first_frame or both:

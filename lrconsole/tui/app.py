@@ -95,8 +95,9 @@ class ConsoleApp(App[int]):
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         yield SystemCommand("Help", "Show the keys (?)", self.action_help)
-        yield SystemCommand("Quit lrconsole", "Stop and save, or detach (q)",
-                            self.action_quit_console)
+        yield SystemCommand(
+            "Quit lrconsole", "Stop and save, or detach (q)", self.action_quit_console
+        )
         if isinstance(screen, RunScreen):
             yield SystemCommand("Pause or resume training", "space", screen.action_toggle_pause)
             yield SystemCommand("Export the schedule to YAML", "e", screen.action_export)

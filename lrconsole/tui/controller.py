@@ -154,7 +154,9 @@ class Controller:
         if self._post is not None:
             self._post(m.CommandSent(cmd, dict(args)))
         result = await client.call(cmd, **args)
-        if cmd in ("pause", "resume", "status", "stop_after_epoch", "stop_now") and result:
+        # The state in a pause/resume reply can predate the change (the trainer applies it
+        # at the next batch boundary); the paused/resumed events are the truth for those.
+        if cmd == "status" and result:
             self.model.state = {**self.model.state, **result}
         elif cmd == "queue" and result:
             self.model.plan = dict(result)

@@ -22,8 +22,12 @@ def export(session_dir: Path, path: Path, model: RunModel | None = None) -> Sche
         segments = [Segment.from_dict(s) for s in model.segments()]
         plan = Plan(segments, model.steps_per_epoch)
         schedule = Schedule(
-            plan.done(model.done_steps()), model.steps_per_epoch, manifest.task,
-            manifest.seed, manifest.threads, manifest.optimizer,
+            plan.done(model.done_steps()),
+            model.steps_per_epoch,
+            manifest.task,
+            manifest.seed,
+            manifest.threads,
+            manifest.optimizer,
         )
     else:
         schedule = export_schedule(session_dir)

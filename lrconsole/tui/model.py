@@ -34,7 +34,8 @@ def segment_length(segment: dict[str, Any], steps_per_epoch: int) -> int:
 
 def describe_segment(segment: dict[str, Any]) -> str:
     size = (
-        f"{segment['epochs']} ep" if segment.get("epochs") is not None
+        f"{segment['epochs']} ep"
+        if segment.get("epochs") is not None
         else f"{segment.get('steps')} steps"
     )
     shape = segment.get("shape", "constant")
@@ -174,7 +175,7 @@ class RunModel:
     def current_lr(self) -> float | None:
         if self.batch and self.batch.get("lr") is not None:
             return float(self.batch["lr"])
-        if self.state.get("lr") is not None:
+        if self.state.get("lr"):
             return float(self.state["lr"])
         last = self.lr.last
         return None if math.isnan(last) else last
@@ -211,8 +212,14 @@ class RunModel:
                 for k, v in metrics.items()
             }
             rows.append(
-                SegmentRow(index, epochs, float(seg.get("lr", math.nan)),
-                           int(row["global_epoch"]), metrics, change)
+                SegmentRow(
+                    index,
+                    epochs,
+                    float(seg.get("lr", math.nan)),
+                    int(row["global_epoch"]),
+                    metrics,
+                    change,
+                )
             )
             previous = metrics
         return rows

@@ -33,12 +33,22 @@ class TensorBoard:
         self.logdir.mkdir(parents=True, exist_ok=True)
         port = free_port()
         cmd = [
-            sys.executable, "-m", "tensorboard.main",
-            "--logdir", str(self.logdir), "--host", "127.0.0.1", "--port", str(port),
+            sys.executable,
+            "-m",
+            "tensorboard.main",
+            "--logdir",
+            str(self.logdir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
         ]
         self.process = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, start_new_session=True,
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         self.url = f"http://127.0.0.1:{port}/"
         return self.url

@@ -13,8 +13,13 @@ if str(HERE) not in sys.path:
 
 
 def write_fixed_session(
-    sessions: Path, name: str, *, epochs: int, segments: list[tuple[int, float]],
-    best: float | None, state: str = "paused",
+    sessions: Path,
+    name: str,
+    *,
+    epochs: int,
+    segments: list[tuple[int, float]],
+    best: float | None,
+    state: str = "paused",
 ) -> Path:
     """A session folder with a hand-written manifest: same screen on every machine."""
     from lrconsole.core.manifest import Manifest
@@ -23,12 +28,20 @@ def write_fixed_session(
     folder = sessions / name
     folder.mkdir(parents=True)
     manifest = Manifest(
-        name=name, task=TaskSpec("lesson"), seed=0, optimizer=OptimizerSpec(),
-        steps_per_epoch=14, metrics=["train_mse", "test_mse"], monitor="test_mse",
+        name=name,
+        task=TaskSpec("lesson"),
+        seed=0,
+        optimizer=OptimizerSpec(),
+        steps_per_epoch=14,
+        metrics=["train_mse", "test_mse"],
+        monitor="test_mse",
         segments=[Segment(lr, epochs=e) for e, lr in segments],
-        global_epoch=epochs, global_step=epochs * 14, state=state,
+        global_epoch=epochs,
+        global_step=epochs * 14,
+        state=state,
         best=None if best is None else {"metric": "test_mse", "value": best, "epoch": epochs},
-        created="2026-01-01T00:00:00+00:00", updated="2026-01-01T00:00:00+00:00",
+        created="2026-01-01T00:00:00+00:00",
+        updated="2026-01-01T00:00:00+00:00",
     )
     manifest.write(folder)
     return folder
@@ -40,8 +53,9 @@ def fixed_sessions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
     sessions = tmp_path / "sessions"
     sessions.mkdir()
-    write_fixed_session(sessions, "lesson-a", epochs=90,
-                        segments=[(30, 0.03), (30, 0.01), (30, 0.005)], best=0.0123)
+    write_fixed_session(
+        sessions, "lesson-a", epochs=90, segments=[(30, 0.03), (30, 0.01), (30, 0.005)], best=0.0123
+    )
     write_fixed_session(sessions, "lesson-b", epochs=60, segments=[(60, 0.03)], best=0.0456)
     write_fixed_session(sessions, "warmup-try", epochs=0, segments=[], best=None)
     return Path("sessions")

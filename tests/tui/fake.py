@@ -45,11 +45,16 @@ def lesson_like_history(segments: list[tuple[int, float]]) -> list[dict[str, Any
             epoch += 1
             train = 0.05 + 30.0 / (1.0 + epoch * lr * 8.0) + 0.3 * math.sin(epoch / 3.0) ** 2
             test = train * 1.15 + 0.02
-            rows.append({
-                "global_epoch": epoch, "global_step": epoch * SPE, "segment": index,
-                "lr": lr, "metrics": {"train_mse": round(train, 6), "test_mse": round(test, 6)},
-                "time": 1_700_000_000.0 + epoch,
-            })
+            rows.append(
+                {
+                    "global_epoch": epoch,
+                    "global_step": epoch * SPE,
+                    "segment": index,
+                    "lr": lr,
+                    "metrics": {"train_mse": round(train, 6), "test_mse": round(test, 6)},
+                    "time": 1_700_000_000.0 + epoch,
+                }
+            )
     return rows
 
 
@@ -67,20 +72,30 @@ class FakeClient:
         done = sum(e for e, _ in self.segments)
         plan_segments = [{"epochs": e, "lr": lr} for e, lr in self.segments + self.queued]
         self.plan = {
-            "segments": plan_segments, "done_steps": done * SPE,
-            "current": len(self.segments), "steps_per_epoch": SPE,
+            "segments": plan_segments,
+            "done_steps": done * SPE,
+            "current": len(self.segments),
+            "steps_per_epoch": SPE,
         }
         self.state = {
-            "state": "paused", "reason": self.reason, "global_epoch": done,
-            "global_step": done * SPE, "lr": self.segments[-1][1] if self.segments else None,
+            "state": "paused",
+            "reason": self.reason,
+            "global_epoch": done,
+            "global_step": done * SPE,
+            "lr": self.segments[-1][1] if self.segments else None,
             "segment": len(self.segments),
         }
         self.snapshot: dict[str, Any] = {
             "protocol": 1,
             "runner": {"pid": 0, "version": "test"},
             "session": {
-                "name": self.name, "dir": f"sessions/{self.name}", "task": "lesson", "seed": 0,
-                "optimizer": {"name": "sgd"}, "steps_per_epoch": SPE, "metrics": METRICS,
+                "name": self.name,
+                "dir": f"sessions/{self.name}",
+                "task": "lesson",
+                "seed": 0,
+                "optimizer": {"name": "sgd"},
+                "steps_per_epoch": SPE,
+                "metrics": METRICS,
                 "monitor": "test_mse",
             },
             "state": dict(self.state),

@@ -40,13 +40,16 @@ LESSON = {"task": "lesson", "seed": 0}
 
 # -- helpers --------------------------------------------------------------------------------
 class Recorder:
-    """A message_hook that keeps every message the app's nodes receive."""
+    """A message_hook that keeps every message once (a bubbling message is seen per node)."""
 
     def __init__(self) -> None:
         self.messages: list[Message] = []
+        self._seen: set[int] = set()
 
     def __call__(self, message: Message) -> None:
-        self.messages.append(message)
+        if id(message) not in self._seen:
+            self._seen.add(id(message))
+            self.messages.append(message)
 
     def of(self, kind: type[Message]) -> list[Any]:
         return [msg for msg in self.messages if isinstance(msg, kind)]
@@ -55,8 +58,9 @@ class Recorder:
         return [msg.cmd for msg in self.of(m.CommandSent)]
 
 
-async def wait_for(pilot: Pilot[Any], predicate: Callable[[], Any], timeout: float = 20.0,
-                   what: str = "condition") -> None:
+async def wait_for(
+    pilot: Pilot[Any], predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition"
+) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
@@ -72,11 +76,19 @@ def run_screen(app: ConsoleApp) -> RunScreen:
 
 
 async def connected(pilot: Pilot[Any], app: ConsoleApp) -> RunScreen:
-    await wait_for(pilot, lambda: any(isinstance(s, RunScreen) for s in app.screen_stack),
-                   what="the run screen")
+    await wait_for(
+        pilot,
+        lambda: any(isinstance(s, RunScreen) for s in app.screen_stack),
+        what="the run screen",
+    )
     screen = run_screen(app)
-    await wait_for(pilot, lambda: screen.controller.connected and screen.model.session,
-                   timeout=60, what="the runner connection")
+
+    def ready() -> bool:
+        if isinstance(app.screen, ErrorScreen):
+            raise AssertionError(f"the runner failed: {app.screen.message}")
+        return bool(screen.controller.connected and screen.model.session)
+
+    await wait_for(pilot, ready, timeout=60, what="the runner connection")
     return screen
 
 
@@ -95,6 +107,11 @@ async def set_field(pilot: Pilot[Any], screen: RunScreen, field: str, text: str)
 
 
 async def finish(app: ConsoleApp) -> None:
+    """End the test's console: detach from the runner, end the connection worker."""
+    for screen in app.screen_stack:
+        if isinstance(screen, RunScreen):
+            await screen.controller.close(shutdown=False)
+    app.workers.cancel_all()
     with contextlib.suppress(WorkerCancelled):
         await app.workers.wait_for_complete()
 
@@ -105,8 +122,19 @@ def stop_runner(folder: Path) -> None:
     pid = runner_pid(folder)
     if pid is None:
         return
-    subprocess.run([sys.executable, "-m", "lrconsole", "--sessions-dir", str(folder.parent),
-                    "stop", folder.name], capture_output=True, timeout=60)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lrconsole",
+            "--sessions-dir",
+            str(folder.parent),
+            "stop",
+            folder.name,
+        ],
+        capture_output=True,
+        timeout=60,
+    )
     deadline = time.monotonic() + 20
     while runner_pid(folder) is not None and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -148,8 +176,12 @@ async def queue_and_wait_paused(pilot: Pilot[Any], screen: RunScreen, epochs: in
     await set_field(pilot, screen, "epochs", str(epochs))
     await set_field(pilot, screen, "lr", "0.01")
     await pilot.press("enter")
-    await wait_for(pilot, lambda: screen.model.global_epoch >= start + epochs
-                   and not screen.model.running, timeout=60, what=f"{epochs} epochs")
+    await wait_for(
+        pilot,
+        lambda: screen.model.global_epoch >= start + epochs and not screen.model.running,
+        timeout=60,
+        what=f"{epochs} epochs",
+    )
 
 
 # -- Enter, space --------------------------------------------------------------------------
@@ -161,8 +193,7 @@ async def test_enter_queues_the_default_segment_and_trains(own_session: Path) ->
         assert screen.model.state.get("reason") == "queue_empty"
         assert app.focused is screen.query_one("#epochs")  # the lesson's prompt
         await pilot.press("enter")  # 30 epochs @ 0.03, the defaults
-        await wait_for(pilot, lambda: screen.model.global_epoch >= 30, timeout=60,
-                       what="30 epochs")
+        await wait_for(pilot, lambda: screen.model.global_epoch >= 30, timeout=60, what="30 epochs")
         assert "queue" in rec.commands()
         assert rec.of(m.HistoryGrew)
         await wait_for(pilot, lambda: not screen.model.running, what="the queue to run dry")
@@ -184,23 +215,27 @@ async def test_space_pauses_and_resumes(shared: Path) -> None:
         await pilot.press("enter")
         await wait_for(pilot, lambda: screen.model.running, what="training")
         await pilot.press("space")  # from inside the field: space is a command key
-        await wait_for(pilot, lambda: rec.of(m.RunStateChanged)
-                       and rec.of(m.RunStateChanged)[-1].state == "paused", what="paused")
+        await wait_for(
+            pilot,
+            lambda: rec.of(m.RunStateChanged) and rec.of(m.RunStateChanged)[-1].state == "paused",
+            what="paused",
+        )
         assert screen.query_one("#epochs", NumberInput).value == "5000"  # no space typed
         paused_at = screen.model.global_epoch
         await pilot.pause(0.5)
         assert screen.model.global_epoch <= paused_at + 1
         await pilot.press("space")
-        await wait_for(pilot, lambda: rec.of(m.RunStateChanged)[-1].state == "running",
-                       what="resumed")
-        await wait_for(pilot, lambda: screen.model.global_epoch > paused_at + 2,
-                       what="epochs after resume")
+        await wait_for(
+            pilot, lambda: rec.of(m.RunStateChanged)[-1].state == "running", what="resumed"
+        )
+        await wait_for(
+            pilot, lambda: screen.model.global_epoch > paused_at + 2, what="epochs after resume"
+        )
         assert rec.commands().count("pause") == 1 and rec.commands().count("resume") >= 1
-        # Leave the shared runner idle for the next tests: drop what is queued, pause.
-        await pilot.press("space")
-        await wait_for(pilot, lambda: not screen.model.running, what="paused again")
-        await screen.controller.call("stop_now")
-        await screen.controller.call("queue", segments=[], replace=True)
+        # Leave the shared runner idle for the next tests: cut the segment at this epoch.
+        await screen.controller.call("stop_after_epoch")
+        await wait_for(pilot, lambda: not screen.model.running, what="the cut")
+        assert not screen.model.pending()
         await finish(app)
 
 
@@ -279,7 +314,10 @@ async def test_question_mark_opens_help(shared: Path) -> None:
         assert isinstance(app.screen, HelpScreen)
         await pilot.press("escape")
         assert isinstance(app.screen, RunScreen)
-        await pilot.click("Footer", offset=(62, 0))  # the footer's "? Help" entry
+        from textual.widgets._footer import FooterKey
+
+        help_key = next(k for k in app.screen.query(FooterKey) if k.key == "question_mark")
+        await pilot.click(help_key)  # the footer's "? Help"
         await pilot.pause(0.1)
         assert isinstance(app.screen, HelpScreen)
         await pilot.click("#close")
@@ -295,7 +333,9 @@ async def test_e_exports_the_schedule(shared: Path) -> None:
     async with app.run_test(size=SIZE, message_hook=rec) as pilot:
         screen = await connected(pilot, app)
         await queue_and_wait_paused(pilot, screen, 4)
-        screen.query_one(LossChart).focus()  # in the LR field, e would type an exponent
+        assert app.focused is screen.query_one("#lr")  # here e types an exponent: 1e-3
+        await pilot.press("escape")  # leave the field
+        assert app.focused is None
         await pilot.press("e")
         assert isinstance(app.screen, ExportScreen)
         path_input = app.screen.query_one("#export-path")
@@ -353,11 +393,12 @@ async def test_command_palette_and_mouse(shared: Path) -> None:
         assert screen.query_one(LossChart).log_scale
         # Queue with the mouse: the button, not Enter.
         await set_field(pilot, screen, "epochs", "2")
-        await set_field(pilot, screen, "lr", "0.02")
+        await set_field(pilot, screen, "lr", "2e-2")  # in the LR field, e is an exponent
         start = screen.model.global_epoch
         await pilot.click("#queue-button")
         await wait_for(pilot, lambda: screen.model.global_epoch >= start + 2, what="2 epochs")
         assert rec.of(m.SegmentRequested)[-1].epochs == 2
+        assert rec.of(m.SegmentRequested)[-1].lr == 0.02
         await finish(app)
 
 
@@ -366,12 +407,19 @@ async def test_queue_edit_and_remove(shared: Path) -> None:
     async with app.run_test(size=SIZE) as pilot:
         screen = await connected(pilot, app)
         await screen.controller.call("pause")
+        await wait_for(
+            pilot, lambda: screen.model.state.get("reason") == "operator", what="the operator pause"
+        )
         for epochs, lr in (("7", "0.02"), ("8", "0.03"), ("9", "0.04")):
             await set_field(pilot, screen, "epochs", epochs)
             await set_field(pilot, screen, "lr", lr)
             await pilot.press("enter")
             await pilot.pause(0.1)
-        await wait_for(pilot, lambda: len(screen.model.pending()) == 3, what="3 queued")
+        await wait_for(
+            pilot,
+            lambda: len(screen.model.pending()) == 3,
+            what=f"3 queued: {screen.model.plan} {screen.model.state}",
+        )
         assert not screen.model.running  # an operator pause holds the queue
         queue = screen.query_one("#queue")
         await pilot.pause(0.3)
@@ -390,8 +438,11 @@ async def test_queue_edit_and_remove(shared: Path) -> None:
         assert screen.query_one("#epochs", NumberInput).value == "7"
         await set_field(pilot, screen, "epochs", "11")
         await pilot.press("enter")
-        await wait_for(pilot, lambda: screen.model.segments()[screen.model.pending()[0]]
-                       .get("epochs") == 11, what="the edit")
+        await wait_for(
+            pilot,
+            lambda: screen.model.segments()[screen.model.pending()[0]].get("epochs") == 11,
+            what="the edit",
+        )
         assert len(screen.model.pending()) == 2
         # A bad edit is refused like any input.
         queue.focus()
@@ -399,12 +450,16 @@ async def test_queue_edit_and_remove(shared: Path) -> None:
         await set_field(pilot, screen, "lr", "99")
         await pilot.press("enter")
         assert screen.query_one("#lr-error", Static).has_class("-shown")
-        # Remove the rest with the mouse.
-        for _ in range(2):
-            await pilot.click("#remove-button")
-            await pilot.pause(0.3)
-        await wait_for(pilot, lambda: not screen.model.pending(), what="an empty queue")
-        await screen.controller.call("resume")
+        # Remove one more with the mouse.
+        await pilot.click("#remove-button")
+        await wait_for(pilot, lambda: len(screen.model.pending()) == 1, what="a mouse removal")
+        # Train what is left, so that the shared runner is idle again.
+        await pilot.press("space")
+        await wait_for(
+            pilot,
+            lambda: not screen.model.pending() and not screen.model.running,
+            what="the queue to run",
+        )
         await finish(app)
 
 
@@ -444,8 +499,7 @@ async def test_q_stop_and_save_then_open_keeps_the_counter(own_session: Path) ->
         screen = await connected(pilot, app)
         await set_field(pilot, screen, "epochs", "100000")
         await pilot.press("enter")
-        await wait_for(pilot, lambda: screen.model.global_epoch >= 20, timeout=60,
-                       what="20 epochs")
+        await wait_for(pilot, lambda: screen.model.global_epoch >= 20, timeout=60, what="20 epochs")
         await pilot.press("q")
         await pilot.press("s")
         await finish(app)
@@ -480,8 +534,9 @@ async def test_runner_death_shows_modal_and_restarts(own_session: Path) -> None:
         await wait_for(pilot, lambda: isinstance(app.screen, ErrorScreen), what="the modal")
         assert app.is_running
         await pilot.press("r")  # restart from the last checkpoint
-        await wait_for(pilot, lambda: screen.controller.connected, timeout=60,
-                       what="the restarted runner")
+        await wait_for(
+            pilot, lambda: screen.controller.connected, timeout=60, what="the restarted runner"
+        )
         assert len(rec.of(m.Connected)) == 2
         assert screen.model.global_epoch >= rec.of(m.CheckpointSaved)[-1].global_epoch
         # It dies again; this time close the modal: the console stays, disconnected.
@@ -503,11 +558,12 @@ async def test_runner_death_shows_modal_and_restarts(own_session: Path) -> None:
 
 
 # -- the home screen ------------------------------------------------------------------------
-async def test_home_enter_trains_the_lesson(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.chdir(tmp_path)
-    sessions = tmp_path / "sessions"
+async def test_home_enter_trains_the_lesson(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    short = Path(tempfile.mkdtemp(prefix="lrc"))  # socket paths must stay short
+    monkeypatch.chdir(short)
+    sessions = short / "sessions"
     sessions.mkdir()
     app = make_app(sessions)
     folder: Path | None = None
@@ -518,8 +574,9 @@ async def test_home_enter_trains_the_lesson(
             screen = await connected(pilot, app)
             folder = screen.session_dir
             await pilot.press("enter")  # the planner's defaults
-            await wait_for(pilot, lambda: screen.model.global_epoch >= 3, timeout=60,
-                           what="training")
+            await wait_for(
+                pilot, lambda: screen.model.global_epoch >= 3, timeout=60, what="training"
+            )
             await finish(app)
     finally:
         if folder is not None:

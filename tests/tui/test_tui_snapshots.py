@@ -30,8 +30,11 @@ class TestHomeScreen:
 class TestRunScreen:
     @staticmethod
     def _app(tmp_path: Path, client: FakeClient) -> Any:
-        return make_app(tmp_path / "sessions", session_dir=tmp_path / "sessions" / client.name,
-                        connector_factory=fake_factory(client))
+        return make_app(
+            tmp_path / "sessions",
+            session_dir=tmp_path / "sessions" / client.name,
+            connector_factory=fake_factory(client),
+        )
 
     @staticmethod
     async def _settle(pilot: Pilot[Any]) -> None:
@@ -69,5 +72,6 @@ class TestRunScreen:
 
     def test_help_screen(self, snap_compare: Any, tmp_path: Path) -> None:
         app = self._app(tmp_path, FakeClient())
-        assert snap_compare(app, terminal_size=SIZE, press=["question_mark"],
-                            run_before=self._settle)
+        assert snap_compare(
+            app, terminal_size=SIZE, press=["question_mark"], run_before=self._settle
+        )

@@ -59,8 +59,13 @@ def test_buckets_are_exact_min_max_when_aligned() -> None:
 def test_render_fills_the_box(log: bool) -> None:
     train = Series([1.0 / (1 + i) for i in range(500)])
     test = Series([1.2 / (1 + i) for i in range(500)])
-    text = render_chart([Trace(train, "red", "train"), Trace(test, "blue", "test")], 60, 10,
-                        log=log, markers=[100, 300])
+    text = render_chart(
+        [Trace(train, "red", "train"), Trace(test, "blue", "test")],
+        60,
+        10,
+        log=log,
+        markers=[100, 300],
+    )
     lines = text.plain.split("\n")
     assert len(lines) == 10
     assert all(len(line) <= 60 for line in lines)

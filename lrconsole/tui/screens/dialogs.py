@@ -68,9 +68,12 @@ class QuitScreen(ModalScreen[str | None]):
 class ExportScreen(ModalScreen[Path | None]):
     """Ask where to write the schedule YAML."""
 
-    DEFAULT_CSS = DIALOG_CSS.format(name="ExportScreen") + """
+    DEFAULT_CSS = (
+        DIALOG_CSS.format(name="ExportScreen")
+        + """
     ExportScreen #export-error { color: $error; height: auto; }
     """
+    )
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(self, default: Path) -> None:
@@ -80,8 +83,7 @@ class ExportScreen(ModalScreen[Path | None]):
     def compose(self) -> ComposeResult:
         with Vertical() as box:
             box.border_title = "export the schedule"
-            yield Static("Write the schedule (every segment trained so far) to:",
-                         classes="message")
+            yield Static("Write the schedule (every segment trained so far) to:", classes="message")
             yield Input(str(self.default), id="export-path")
             yield Static("", id="export-error")
             with Horizontal(classes="buttons"):
@@ -114,10 +116,13 @@ class ExportScreen(ModalScreen[Path | None]):
 class ErrorScreen(ModalScreen[bool]):
     """The runner died: show why, offer to restart from the last checkpoint (True)."""
 
-    DEFAULT_CSS = DIALOG_CSS.format(name="ErrorScreen") + """
+    DEFAULT_CSS = (
+        DIALOG_CSS.format(name="ErrorScreen")
+        + """
     ErrorScreen > Vertical { border: thick $error; }
     ErrorScreen #error-text { color: $text; max-height: 12; overflow-y: auto; }
     """
+    )
     BINDINGS = [
         Binding("r", "restart", "Restart from checkpoint"),
         Binding("escape", "close", "Close"),
@@ -131,8 +136,10 @@ class ErrorScreen(ModalScreen[bool]):
         with Vertical() as box:
             box.border_title = "the runner stopped"
             yield Static(self.message, id="error-text", classes="message", markup=False)
-            yield Static("The console is still here. Restart the runner from the last "
-                         "checkpoint, or close this and quit (q).")
+            yield Static(
+                "The console is still here. Restart the runner from the last "
+                "checkpoint, or close this and quit (q)."
+            )
             with Horizontal(classes="buttons"):
                 yield Button("Restart from checkpoint (r)", id="restart", variant="primary")
                 yield Button("Close (Esc)", id="close")

@@ -17,8 +17,13 @@ from textual.widgets import DataTable, Footer, Static
 from lrconsole.tui.plot import format_value
 
 NEW_KEY = "__new__"
-STATE_STYLE = {"running": "bold green", "paused": "bold yellow", "stopped": "grey62",
-               "done": "grey62", "broken": "bold red"}
+STATE_STYLE = {
+    "running": "bold green",
+    "paused": "bold yellow",
+    "stopped": "grey62",
+    "done": "grey62",
+    "broken": "bold red",
+}
 
 
 def shown_path(path: Path) -> str:
@@ -56,7 +61,8 @@ class HomeScreen(Screen[None]):
         yield Static("lrconsole: steer a training run by hand", id="home-title")
         yield Static(
             f"Enter opens the highlighted line.  Sessions in {shown_path(self.sessions_dir)}",
-            id="home-hint", markup=False,
+            id="home-hint",
+            markup=False,
         )
         with Vertical():
             yield DataTable(id="sessions", cursor_type="row", zebra_stripes=True)
@@ -74,7 +80,11 @@ class HomeScreen(Screen[None]):
         table.add_columns("session", "task", "epochs", "best", "state")
         table.add_row(
             Text("＋ new session on the built-in lesson task", style="bold"),
-            "lesson", "", "", "", key=NEW_KEY,
+            "lesson",
+            "",
+            "",
+            "",
+            key=NEW_KEY,
         )
         for s in list_sessions(self.sessions_dir):
             best = f"{s.best[0]} {format_value(s.best[1])}" if s.best else "—"

@@ -85,7 +85,9 @@ class RunScreen(Screen[None]):
 
     # -- the connection: one declared worker, failures in one handler -------------------
     @work(
-        exclusive=True, exit_on_error=False, group=RUNNER_GROUP,
+        exclusive=True,
+        exit_on_error=False,
+        group=RUNNER_GROUP,
         description="connection to the runner",
     )
     async def connect(self) -> None:
@@ -123,6 +125,13 @@ class RunScreen(Screen[None]):
         self.query_one(LrChart).mark_stale()
         self.flush()
         if self.model.state.get("state") == "paused":
+            self._focus_planner()
+
+    def _focus_planner(self) -> None:
+        """Put the cursor in the planner, unless the operator is already in it."""
+        planner = self.query_one(Planner)
+        focused = self.app.focused
+        if focused is None or planner not in focused.ancestors_with_self:
             self.query_one("#epochs", NumberInput).focus()
 
     def on_history_grew(self, message: m.HistoryGrew) -> None:
@@ -143,18 +152,18 @@ class RunScreen(Screen[None]):
         self._dirty = True
         self.update_topbar()
         if message.state == "paused" and message.reason == "queue_empty":
-            self.query_one("#epochs", NumberInput).focus()
+            self._focus_planner()
 
     def on_checkpoint_saved(self, message: m.CheckpointSaved) -> None:
-        self.notify(f"checkpoint saved at epoch {message.global_epoch}", title="checkpoint",
-                    timeout=3)
+        self.notify(
+            f"checkpoint saved at epoch {message.global_epoch}", title="checkpoint", timeout=3
+        )
 
     def on_runner_warning(self, message: m.RunnerWarning) -> None:
         self.notify(escape(message.message), title="runner", severity="warning")
 
     def on_runner_error(self, message: m.RunnerError) -> None:
-        self.notify(escape(message.message), title="runner error", severity="error",
-                    timeout=10)
+        self.notify(escape(message.message), title="runner error", severity="error", timeout=10)
 
     # -- redraw throttle ----------------------------------------------------------------
     def flush(self) -> None:
@@ -210,9 +219,13 @@ class RunScreen(Screen[None]):
             return
         self._plan_dirty = self._dirty = True
         self.notify(f"queued {message.epochs} epochs @ {message.lr:g}", timeout=2)
-        state = self.model.state
-        if state.get("state") == "paused" and state.get("reason") in ("queue_empty", None):
-            await self._command("resume")
+        # After the queue ran dry the runner goes on by itself once something is queued.
+        # After a segment was cut short ("stop") it waits: queuing answers that wait too.
+        # An operator's pause holds until space.
+        if self.model.state.get("reason") == "stop":
+            state = await self._command("status")
+            if state and state.get("state") == "paused" and state.get("reason") == "stop":
+                await self._command("resume")
         self.flush()
 
     def on_input_rejected(self, message: m.InputRejected) -> None:
@@ -242,8 +255,9 @@ class RunScreen(Screen[None]):
         except NotConnected:
             self.notify("no runner is connected", severity="error")
         except Exception as exc:  # CommandFailed, ConnectionLost, timeouts: say so, go on
-            self.notify(escape(str(exc) or type(exc).__name__), title=f"{cmd} refused",
-                        severity="error")
+            self.notify(
+                escape(str(exc) or type(exc).__name__), title=f"{cmd} refused", severity="error"
+            )
         return None
 
     # -- key actions --------------------------------------------------------------------
@@ -252,8 +266,9 @@ class RunScreen(Screen[None]):
             await self._command("pause")
         else:
             if not self._queued() and self.model.state.get("reason") == "queue_empty":
-                self.notify("nothing queued: plan a segment first (epochs, LR, Enter)",
-                            severity="warning")
+                self.notify(
+                    "nothing queued: plan a segment first (epochs, LR, Enter)", severity="warning"
+                )
                 self.query_one("#epochs", NumberInput).focus()
                 return
             await self._command("resume")
@@ -275,13 +290,16 @@ class RunScreen(Screen[None]):
         from lrconsole.tui.export import export
 
         try:
-            schedule = export(self.session_dir, path, self.model if self.controller.connected
-                              else None)
+            schedule = export(
+                self.session_dir, path, self.model if self.controller.connected else None
+            )
         except (UserError, OSError) as exc:
             self.notify(escape(str(exc)), title="export failed", severity="error")
             return
-        self.notify(f"{len(schedule.segments)} segments written to {escape(str(path))}",
-                    title="schedule exported")
+        self.notify(
+            f"{len(schedule.segments)} segments written to {escape(str(path))}",
+            title="schedule exported",
+        )
         self.post_message(m.ScheduleExported(str(path)))
 
     def action_tensorboard(self) -> None:
@@ -290,8 +308,11 @@ class RunScreen(Screen[None]):
         except OSError as exc:
             self.notify(f"cannot start TensorBoard: {escape(str(exc))}", severity="error")
             return
-        self.notify(f"TensorBoard at {url} (it takes a few seconds to answer)",
-                    title="TensorBoard", timeout=10)
+        self.notify(
+            f"TensorBoard at {url} (it takes a few seconds to answer)",
+            title="TensorBoard",
+            timeout=10,
+        )
         self.post_message(m.TensorBoardStarted(url))
         self.update_topbar()
 

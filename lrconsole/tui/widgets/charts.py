@@ -63,13 +63,22 @@ class Chart(Widget):
 
     def render(self) -> Text:
         size = self.content_size
-        key = (self.model.version, id(self.model.lr), size.width, size.height, self.log_scale,
-               tuple(self.model.boundary_indices()[-64:]))
+        key = (
+            self.model.version,
+            id(self.model.lr),
+            size.width,
+            size.height,
+            self.log_scale,
+            tuple(self.model.boundary_indices()[-64:]),
+        )
         if key != self._cache_key:
             self._cache_key = key
             self._cache = render_chart(
-                self.traces(), size.width, size.height,
-                x_first=self.model.first_epoch, log=self.log_scale,
+                self.traces(),
+                size.width,
+                size.height,
+                x_first=self.model.first_epoch,
+                log=self.log_scale,
                 markers=self.model.boundary_indices(),
             )
             self.redraws += 1

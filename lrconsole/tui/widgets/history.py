@@ -50,7 +50,10 @@ class SegmentTable(DataTable[str | Text]):
             self.clear()
         for row in rows:
             cells: list[str | Text] = [
-                str(row.index + 1), row.epochs, format_value(row.lr), str(row.end_epoch)
+                str(row.index + 1),
+                row.epochs,
+                format_value(row.lr),
+                str(row.end_epoch),
             ]
             for name in self._metrics:
                 value = row.metrics.get(name)

@@ -83,13 +83,21 @@ class Planner(Vertical):
     def compose(self) -> ComposeResult:
         with Horizontal(classes="row"):
             yield Label("epochs")
-            yield NumberInput(self._epochs_default, allow_e=False, id="epochs",
-                              tooltip="whole number of epochs, 1 to 100,000")
+            yield NumberInput(
+                self._epochs_default,
+                allow_e=False,
+                id="epochs",
+                tooltip="whole number of epochs, 1 to 100,000",
+            )
         yield Static("", id="epochs-error", classes="field-error")
         with Horizontal(classes="row"):
             yield Label("LR")
-            yield NumberInput(self._lr_default, allow_e=True, id="lr",
-                              tooltip="learning rate: > 0 and at most 10, e.g. 0.03 or 3e-2")
+            yield NumberInput(
+                self._lr_default,
+                allow_e=True,
+                id="lr",
+                tooltip="learning rate: > 0 and at most 10, e.g. 0.03 or 3e-2",
+            )
         yield Static("", id="lr-error", classes="field-error")
         with Horizontal(id="planner-buttons"):
             yield Button("Queue ⏎", id="queue-button", variant="primary", compact=True)
