@@ -113,8 +113,11 @@ def check_args(cmd: str, args: dict[str, Any]) -> dict[str, Any]:
     try:
         if cmd == "queue":
             segments = args.get("segments")
-            if not isinstance(segments, list) or not segments:
-                raise ProtocolError("bad_args", "queue: segments must be a non-empty list")
+            replace_all = args.get("replace") is True
+            if not isinstance(segments, list) or (not segments and not replace_all):
+                raise ProtocolError(
+                    "bad_args", "queue: segments must be a non-empty list (or [] with replace)"
+                )
             if len(segments) > 1000:
                 raise ProtocolError("bad_args", "queue: at most 1000 segments at once")
             replace = args.get("replace", False)

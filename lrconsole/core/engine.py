@@ -74,9 +74,12 @@ class Engine:
         self.diverged = False
         # A batch loss above spike_factor x the lowest batch loss of the last epochs diverged.
         self.spike_factor: float | None = 10.0
+        # The guard compares with the mean batch loss of recent epochs, not the lowest batch:
+        # single batches of a heavy-tailed task (the lesson's) vary tenfold on their own.
         self._recent_lows: deque[float] = deque(maxlen=3)
-        self._spike_limit = math.inf  # spike_factor x the recent low, kept per epoch
-        self._epoch_low = math.inf
+        self._spike_limit = math.inf  # spike_factor x the lowest recent epoch mean
+        self._epoch_sum = 0.0
+        self._epoch_count = 0
         self._iter: Iterator[Any] | None = None
         self._batch = 0
         self._epoch_rng: torch.Tensor | None = None
@@ -336,10 +339,12 @@ class Engine:
             if self.spike_factor and value > self.spike_factor * floor:
                 self._diverged(
                     f"the loss spiked to {value:.4g} at step {self.global_step} "
-                    f"(lr {self.lr:g}), over {self.spike_factor:g}x the recent low {floor:.4g}"
+                    f"(lr {self.lr:g}), over {self.spike_factor:g}x the recent mean "
+                    f"{floor:.4g}"
                 )
         if value == value:  # not NaN
-            self._epoch_low = min(self._epoch_low, value)
+            self._epoch_sum += value
+            self._epoch_count += 1
         if self._handlers.get(ev.BatchEnd):
             self.emit(
                 ev.BatchEnd(
@@ -365,11 +370,11 @@ class Engine:
         self.emit(ev.Error(f"{message}; paused, the last good checkpoint is kept", fatal=False))
 
     def finish_epoch(self, segment: int, metrics: dict[str, float]) -> None:
-        if math.isfinite(self._epoch_low):
-            self._recent_lows.append(self._epoch_low)
+        if self._epoch_count and math.isfinite(self._epoch_sum):
+            self._recent_lows.append(self._epoch_sum / self._epoch_count)
             if self.spike_factor:
                 self._spike_limit = self.spike_factor * min(self._recent_lows)
-        self._epoch_low = math.inf
+        self._epoch_sum, self._epoch_count = 0.0, 0
         with self._lock:
             self.global_epoch += 1
             self._iter = None

@@ -21,11 +21,18 @@ def main() -> int:
         default=600.0,
         help="seconds paused with no client before saving and exiting",
     )
+    parser.add_argument(
+        "--paused",
+        action="store_true",
+        help="start paused when queued work is left (a reopened session)",
+    )
     args = parser.parse_args()
     from lrconsole.runner.host import main as host_main
 
     try:
-        return host_main(args.session_dir, args.schedule, args.task, args.seed, args.idle_timeout)
+        return host_main(
+            args.session_dir, args.schedule, args.task, args.seed, args.idle_timeout, args.paused
+        )
     except UserError as exc:
         print(f"lrconsole: error: {exc}", file=sys.stderr, flush=True)
         return 2

@@ -134,6 +134,7 @@ def main(
     task: str | None,
     seed: int | None,
     idle_timeout: float,
+    paused: bool = False,
 ) -> int:
     from lrconsole.core.schedule import Schedule, TaskSpec
 
@@ -143,4 +144,6 @@ def main(
     elif task is not None or seed is not None:
         schedule = Schedule([], task=TaskSpec(task or "lesson"), seed=seed or 0)
     trainer = Trainer.open(folder, schedule=schedule)
+    if paused and trainer.engine.global_step < trainer.plan.total_steps:
+        trainer.engine.pause("operator")  # a reopened session waits for the operator
     return Runner(trainer, idle_timeout).serve()

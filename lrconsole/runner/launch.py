@@ -62,11 +62,13 @@ def ensure_runner(
     create: dict[str, Any] | None = None,
     timeout: float = 60.0,
     idle_timeout: float | None = None,
+    paused: bool = False,
 ) -> Path:
     """The session's control socket, starting a runner first if none answers.
 
     `schedule` creates or extends the session from a schedule; `create` = {"task": SPEC,
-    "seed": N} creates an empty one that waits for segments.
+    "seed": N} creates an empty one that waits for segments. `paused`: a session reopened
+    with queued work left waits for the operator (space) instead of training at once.
     """
     path = socket_path(folder)
     if runner_alive(folder):
@@ -86,6 +88,8 @@ def ensure_runner(
         ]
     if idle_timeout is not None:
         command += ["--idle-timeout", str(idle_timeout)]
+    if paused:
+        command.append("--paused")
     log = open(folder / LOG, "ab")  # noqa: SIM115 - handed to the child
     try:
         log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(command)}\n".encode())

@@ -67,7 +67,10 @@ def runner_connector(
             sock = session_dir / "control.sock"
         else:
             sock = await asyncio.to_thread(
-                ensure_runner, session_dir, create=create if first else None
+                ensure_runner,
+                session_dir,
+                create=create if first else None,
+                paused=first and create is None,
             )
         client: ClientLike = await RunnerClient.connect(sock, client="console")
         return client

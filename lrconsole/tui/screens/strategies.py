@@ -19,9 +19,12 @@ from lrconsole.tui.screens.dialogs import DIALOG_CSS
 class RollbackScreen(ModalScreen[int | None]):
     """Pick a kept checkpoint epoch to go back to; dismisses with the epoch or None."""
 
-    DEFAULT_CSS = DIALOG_CSS.format(name="RollbackScreen") + """
+    DEFAULT_CSS = (
+        DIALOG_CSS.format(name="RollbackScreen")
+        + """
     RollbackScreen OptionList { height: auto; max-height: 14; }
     """
+    )
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(
@@ -73,10 +76,13 @@ class RollbackScreen(ModalScreen[int | None]):
 class LrFindScreen(ModalScreen[float | None]):
     """The LR range test's curve and proposal; dismisses with the LR to use, or None."""
 
-    DEFAULT_CSS = DIALOG_CSS.format(name="LrFindScreen") + """
+    DEFAULT_CSS = (
+        DIALOG_CSS.format(name="LrFindScreen")
+        + """
     LrFindScreen > Vertical { width: 90; }
     LrFindScreen #curve { height: auto; }
     """
+    )
     BINDINGS = [
         Binding("enter", "use", "Use it", priority=True),
         Binding("escape", "cancel", "Cancel"),
@@ -91,8 +97,14 @@ class LrFindScreen(ModalScreen[float | None]):
         with Vertical() as box:
             box.border_title = "LR range test"
             chart = textchart.render(
-                r["lrs"], r["losses"], width=72, height=12, logx=True, logy=True,
-                marks=[r["suggestion"]], x_label="lr (log)",
+                r["lrs"],
+                r["losses"],
+                width=72,
+                height=12,
+                logx=True,
+                logy=True,
+                marks=[r["suggestion"]],
+                x_label="lr (log)",
             )
             yield Static(chart, id="curve", markup=False)
             early = " The sweep stopped early: the loss diverged." if r["stopped_early"] else ""
