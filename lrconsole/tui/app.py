@@ -103,6 +103,8 @@ class ConsoleApp(App[int]):
             yield SystemCommand("Export the schedule to YAML", "e", screen.action_export)
             yield SystemCommand("Start TensorBoard", "t", screen.action_tensorboard)
             yield SystemCommand("Toggle log scale", "l", screen.action_log_scale)
+            yield SystemCommand("Roll back to a checkpoint", "r", screen.action_rollback)
+            yield SystemCommand("LR range test", "f", screen.action_lr_find)
 
 
 def make_app(

@@ -107,6 +107,13 @@ class Controller:
             self.model.load_snapshot(client.snapshot)
             post(m.Connected(client.snapshot))
             async for event in client.events():
+                if event.name == "rollback":  # the past changed: start again from a snapshot
+                    snapshot = await client.call("hello", client="console")
+                    self.model.load_snapshot(snapshot)
+                    post(m.Connected(snapshot))
+                    epoch = int((event.data or {}).get("global_epoch", 0))
+                    post(m.RunnerWarning(f"rolled back to epoch {epoch}; the rest is a branch"))
+                    continue
                 self._dispatch(event.name, event.data or {}, post)
         finally:
             self.client = None
@@ -140,7 +147,7 @@ class Controller:
             post(m.RunnerWarning(f"LR set to {float(data.get('lr', 0)):g}"))
         elif name == "checkpoint":
             post(m.CheckpointSaved(str(data.get("path", "")), int(data.get("global_epoch") or 0)))
-        elif name == "warning":
+        elif name == "policy" or name == "warning":
             post(m.RunnerWarning(str(data.get("message", ""))))
         elif name == "error":
             model.last_error = str(data.get("message", "the trainer failed"))

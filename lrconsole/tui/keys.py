@@ -9,6 +9,8 @@ KEYS: list[tuple[str, str]] = [
     ("e", "export the schedule to YAML (in the LR field: an exponent)"),
     ("t", "start TensorBoard on the session's logs, show the URL"),
     ("l", "log scale for the loss chart, on or off"),
+    ("r", "roll back to a kept checkpoint; the rest stays a branch"),
+    ("f", "LR range test on a copy of the model; proposes an LR"),
     ("?", "this help"),
     ("Tab / Shift+Tab", "move between the fields, the queue and the table"),
     ("Del / x", "in the queue: remove the highlighted segment"),

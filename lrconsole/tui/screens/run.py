@@ -14,9 +14,11 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 from textual.worker import Worker, WorkerState
 
+from lrconsole.core.manifest import read_metrics
 from lrconsole.tui import messages as m
 from lrconsole.tui.controller import Connector, Controller, NotConnected
 from lrconsole.tui.screens.dialogs import ErrorScreen, ExportScreen, QuitScreen
+from lrconsole.tui.screens.strategies import LrFindScreen, RollbackScreen
 from lrconsole.tui.tensorboard import TensorBoard
 from lrconsole.tui.widgets.charts import LossChart, LrChart
 from lrconsole.tui.widgets.history import SegmentTable
@@ -50,6 +52,8 @@ class RunScreen(Screen[None]):
         Binding("e", "export", "Export"),
         Binding("t", "tensorboard", "TensorBoard"),
         Binding("l", "log_scale", "Log scale"),
+        Binding("r", "rollback", "Roll back"),
+        Binding("f", "lr_find", "LR find"),
     ]
 
     def __init__(self, session_dir: Path, connector: Connector) -> None:
@@ -162,8 +166,10 @@ class RunScreen(Screen[None]):
     def on_runner_warning(self, message: m.RunnerWarning) -> None:
         self.notify(escape(message.message), title="runner", severity="warning")
 
-    def on_runner_error(self, message: m.RunnerError) -> None:
+    async def on_runner_error(self, message: m.RunnerError) -> None:
         self.notify(escape(message.message), title="runner error", severity="error", timeout=10)
+        if not message.fatal:  # diverged: offer the last good epoch, a lower LR prefilled
+            await self.action_rollback(reason=message.message, lower_lr=True)
 
     # -- redraw throttle ----------------------------------------------------------------
     def flush(self) -> None:
@@ -273,6 +279,47 @@ class RunScreen(Screen[None]):
                 return
             await self._command("resume")
         self.update_topbar()
+
+    async def action_rollback(self, reason: str = "", lower_lr: bool = False) -> None:
+        points = await self._command("rollback_points")
+        if points is None:
+            return
+        rows = {
+            int(r["global_epoch"]): {
+                "global_epoch": int(r["global_epoch"]),
+                "lr": float(r["lr"]),
+                "metrics": {k: float(v) for k, v in r.items() if k in self.model.metrics and v},
+            }
+            for r in read_metrics(self.session_dir)
+        }
+        epochs = [int(e) for e in points.get("epochs", [])]
+        screen = RollbackScreen(epochs, list(rows.values()), self.model.monitor or "", reason)
+
+        async def picked(epoch: int | None) -> None:
+            if epoch is None:
+                return
+            result = await self._command("rollback", epoch=epoch)
+            if result is None:
+                return
+            if lower_lr:
+                lr = float(result.get("lr") or 0.01) / 10
+                self.query_one("#lr", NumberInput).value = f"{lr:g}"
+            self._focus_planner()
+
+        self.app.push_screen(screen, picked)
+
+    async def action_lr_find(self) -> None:
+        self.notify("LR range test on a copy of the model…", title="LR find", timeout=3)
+        result = await self._command("lr_find", timeout=600.0)
+        if result is None:
+            return
+
+        def use(lr: float | None) -> None:
+            if lr is not None:
+                self.query_one("#lr", NumberInput).value = f"{lr:.3g}"
+                self._focus_planner()
+
+        self.app.push_screen(LrFindScreen(result), use)
 
     def action_log_scale(self) -> None:
         chart = self.query_one(LossChart)

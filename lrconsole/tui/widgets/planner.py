@@ -18,13 +18,13 @@ from lrconsole.tui.model import describe_segment
 from lrconsole.tui.validate import parse_epochs, parse_lr
 
 # Keys that stay console commands even while a field has the focus.
-COMMAND_KEYS = frozenset(" qtl?")
+COMMAND_KEYS = frozenset(" qtl?rf")
 
 
 class NumberInput(Input):
     """An Input that leaves the console's command keys to the console.
 
-    Space, q, t, l and ? reach the bindings even while typing. `e` is a command key too,
+    Space, q, t, l, r, f and ? reach the bindings even while typing. `e` is a command key too,
     except in the LR field, where it writes an exponent (1e-3).
     """
 
@@ -35,6 +35,8 @@ class NumberInput(Input):
     def _passes(self, character: str | None) -> bool:
         if character is None:
             return False
+        if character == "f" and self.value.lower().endswith("in"):
+            return False  # the f of "inf": typed, so the field can say why it is refused
         if character in COMMAND_KEYS:
             return True
         return character in "eE" and not self.allow_e
