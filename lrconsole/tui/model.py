@@ -43,6 +43,9 @@ def describe_segment(segment: dict[str, Any]) -> str:
     return f"{size} @ {float(segment['lr']):g}{extra}"
 
 
+PREVIEW_LIMIT = 200_000  # epochs; past this the planned curve is not drawn
+
+
 class RunModel:
     """The console-side picture of one session."""
 
@@ -55,6 +58,10 @@ class RunModel:
         self.monitor: str | None = None
         self.series: dict[str, Series] = {}
         self.lr = Series()
+        # Abandoned paths (rollback branches): name -> the monitored metric, NaN before the fork.
+        self.branches: dict[str, Series] = {}
+        self._planned_key: tuple[int, int] | None = None
+        self._planned: Series | None = None
         self.first_epoch = 1
         self.global_epoch = 0
         self.global_step = 0
@@ -179,6 +186,37 @@ class RunModel:
             return float(self.state["lr"])
         last = self.lr.last
         return None if math.isnan(last) else last
+
+    def planned_lr(self) -> Series | None:
+        """The LR of each epoch still planned, after the history (NaN there): the preview."""
+        key = (id(self.plan), len(self.lr))
+        if key != self._planned_key:
+            self._planned_key = key
+            self._planned = self._build_planned()
+        return self._planned
+
+    def _build_planned(self) -> Series | None:
+        from lrconsole.core.schedule import ScheduleError, Segment
+
+        segs, starts, spe = self.segments(), self.starts(), self.steps_per_epoch
+        if not segs:
+            return None
+        done = self.first_epoch - 1 + len(self.lr)
+        last = -(-(starts[-1] + segment_length(segs[-1], spe)) // spe)
+        if last <= done or len(self.lr) + last - done > PREVIEW_LIMIT:
+            return None
+        try:
+            parsed = [Segment.from_dict(s) for s in segs]
+        except ScheduleError:
+            return None
+        values = [math.nan] * len(self.lr)
+        index = 0
+        for epoch in range(done, last):
+            step = epoch * spe
+            while index + 1 < len(segs) and starts[index + 1] <= step:
+                index += 1
+            values.append(parsed[index].lr_at(step - starts[index], spe))
+        return Series(values)
 
     def boundary_indices(self) -> list[int]:
         """Series indices where a new segment begins (for the chart markers)."""

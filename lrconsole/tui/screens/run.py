@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import math
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +21,38 @@ from lrconsole.tui import messages as m
 from lrconsole.tui.controller import Connector, Controller, NotConnected
 from lrconsole.tui.screens.dialogs import ErrorScreen, ExportScreen, QuitScreen
 from lrconsole.tui.screens.strategies import LrFindScreen, RollbackScreen
+from lrconsole.tui.series import Series
 from lrconsole.tui.tensorboard import TensorBoard
 from lrconsole.tui.widgets.charts import LossChart, LrChart
 from lrconsole.tui.widgets.history import SegmentTable
 from lrconsole.tui.widgets.planner import NumberInput, Planner
 from lrconsole.tui.widgets.progress import RunProgress
+
+
+def load_branches(folder: Path, model: Any) -> dict[str, Series]:
+    """The monitored metric of each abandoned path, from its files, placed after its fork."""
+    from lrconsole.core.manifest import Manifest
+    from lrconsole.errors import UserError
+
+    try:
+        branches = Manifest.read(folder).branches
+    except UserError:
+        return {}
+    monitor = model.monitor
+    out: dict[str, Series] = {}
+    for branch in branches[-5:]:  # the latest few: more would only be noise
+        path = folder / str(branch.get("metrics", ""))
+        try:
+            with open(path, newline="", encoding="utf-8") as handle:
+                rows = list(csv.DictReader(handle))
+        except OSError:
+            continue
+        values = [float(r[monitor]) if r.get(monitor) else math.nan for r in rows]
+        lead = int(branch.get("fork_epoch", 0)) - model.first_epoch + 1
+        if values and lead >= 0:
+            out[f"path {branch.get('path')}"] = Series([math.nan] * lead + values)
+    return out
+
 
 REDRAW_INTERVAL = 0.25  # seconds: at most 4 chart redraws per second
 RUNNER_GROUP = "runner"
@@ -52,8 +81,9 @@ class RunScreen(Screen[None]):
         Binding("e", "export", "Export"),
         Binding("t", "tensorboard", "TensorBoard"),
         Binding("l", "log_scale", "Log scale"),
-        Binding("r", "rollback", "Roll back"),
-        Binding("f", "lr_find", "LR find"),
+        # Not in the footer (it is full at 100 columns): in the help screen and the palette.
+        Binding("r", "rollback", "Roll back", show=False),
+        Binding("f", "lr_find", "LR find", show=False),
     ]
 
     def __init__(self, session_dir: Path, connector: Connector) -> None:
@@ -123,6 +153,7 @@ class RunScreen(Screen[None]):
 
     # -- runner messages ----------------------------------------------------------------
     def on_connected(self, message: m.Connected) -> None:
+        self.model.branches = load_branches(self.session_dir, self.model)
         self._status_note = ""
         self._dirty = self._plan_dirty = True
         self.query_one(LossChart).mark_stale()
@@ -148,6 +179,7 @@ class RunScreen(Screen[None]):
 
     def on_plan_changed(self, message: m.PlanChanged) -> None:
         self._dirty = self._plan_dirty = True
+        self.query_one(LrChart).mark_stale()  # the planned curve follows the queue
 
     def on_segment_started(self, message: m.SegmentStarted) -> None:
         self._dirty = self._plan_dirty = True

@@ -16,6 +16,8 @@ from lrconsole.tui.plot import Trace, render_chart
 
 SERIES_STYLES = ("bold #5fd7ff", "bold #ff87d7", "bold #d7ff5f", "bold #ffaf5f")
 LR_STYLE = "bold #ffd75f"
+PLANNED_STYLE = "#8a7a3a"  # the queued LR, drawn after the history
+BRANCH_STYLE = "grey42"  # abandoned paths, under the live curves
 
 
 class Chart(Widget):
@@ -66,6 +68,8 @@ class Chart(Widget):
         key = (
             self.model.version,
             id(self.model.lr),
+            id(self.model.plan),
+            len(self.model.branches),
             size.width,
             size.height,
             self.log_scale,
@@ -89,7 +93,8 @@ class LossChart(Chart):
     """Every metric the task reports (train and test loss), per epoch."""
 
     def traces(self) -> list[Trace]:
-        return [
+        branches = [Trace(s, BRANCH_STYLE, name) for name, s in self.model.branches.items()]
+        return branches + [
             Trace(self.model.series[name], SERIES_STYLES[i % len(SERIES_STYLES)], name)
             for i, name in enumerate(self.model.metrics)
             if name in self.model.series
@@ -100,6 +105,8 @@ class LossChart(Chart):
             f"[{SERIES_STYLES[i % len(SERIES_STYLES)]}]━ {name}[/]"
             for i, name in enumerate(self.model.metrics)
         ]
+        if self.model.branches:
+            parts.append(f"[{BRANCH_STYLE}]━ branches[/]")
         scale = "log" if self.log_scale else "linear"
         return f"loss ({scale}, l toggles)  " + "  ".join(parts)
 
@@ -114,7 +121,10 @@ class LrChart(Chart):
     log_scale: reactive[bool] = reactive(False)
 
     def traces(self) -> list[Trace]:
-        return [Trace(self.model.lr, LR_STYLE, "lr")]
+        planned = self.model.planned_lr()
+        actual = Trace(self.model.lr, LR_STYLE, "lr")
+        return [actual] if planned is None else [Trace(planned, PLANNED_STYLE, "planned"), actual]
 
     def title(self) -> str:
-        return f"[{LR_STYLE}]━ learning rate[/] per epoch"
+        plan = f"  [{PLANNED_STYLE}]━ planned[/]" if self.model.planned_lr() is not None else ""
+        return f"[{LR_STYLE}]━ learning rate[/] per epoch{plan}"
