@@ -39,18 +39,10 @@ import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from lrconsole.core.schedule import Schedule
+from lrconsole.integrations import metric_map
 from lrconsole.steer import Steer
 
 __all__ = ["LrConsoleCallback"]
-
-
-def metric_map(metrics: Sequence[str] | Mapping[str, str]) -> dict[str, str]:
-    """Session metric name -> the trainer's name for it."""
-    if isinstance(metrics, Mapping):
-        return {str(k): str(v) for k, v in metrics.items()}
-    if isinstance(metrics, str):
-        return {metrics: metrics}
-    return {name: name for name in metrics}
 
 
 def _output_loss(output: Any) -> torch.Tensor | None:

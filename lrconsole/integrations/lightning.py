@@ -34,18 +34,10 @@ except ImportError:  # only the older package name is installed
     import pytorch_lightning as pl  # type: ignore[no-redef]
 
 from lrconsole.core.schedule import Schedule
+from lrconsole.integrations import metric_map
 from lrconsole.steer import Steer
 
 __all__ = ["LrConsoleCallback"]
-
-
-def metric_map(metrics: Sequence[str] | Mapping[str, str]) -> dict[str, str]:
-    """Session metric name -> the trainer's name for it."""
-    if isinstance(metrics, Mapping):
-        return {str(k): str(v) for k, v in metrics.items()}
-    if isinstance(metrics, str):
-        return {metrics: metrics}
-    return {name: name for name in metrics}
 
 
 def _step_loss(outputs: Any) -> torch.Tensor | None:
