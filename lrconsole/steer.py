@@ -148,7 +148,7 @@ class Steer:
         """Begin an epoch: False when training should end (trainer callbacks call this)."""
         engine = self.engine
         engine.running = True  # jobs (rollback, lr-find) now wait for a step boundary
-        if self._stopping is not None or engine._at_boundary(self._wait(), None) is not None:
+        if self._stopping is not None or engine.at_boundary(self._wait()) is not None:
             if self._world > 1 and self._stopping != "ended":
                 self._send(EXIT)
             self._stopping = "ended"
@@ -173,7 +173,7 @@ class Steer:
         engine.after_step(self._index)
         busy = engine._attention or engine.global_step >= engine.plan.total_steps
         if busy and self._stopping is None:  # the slow path only when something happened
-            reason = engine._at_boundary(self._wait(), None)
+            reason = engine.at_boundary(self._wait())
             if reason is not None and reason != "done":
                 self._stopping = reason  # shutdown or stop: at the end of this epoch
         if engine.global_step >= engine.plan.total_steps:

@@ -24,7 +24,7 @@ import torch
 from lrconsole.core import events as ev
 from lrconsole.core.plan import Plan
 from lrconsole.core.rng import capture_rng, restore_rng
-from lrconsole.core.schedule import OptimizerSpec, ScheduleError, Segment, check_lr
+from lrconsole.core.schedule import OptimizerSpec, Segment, check_lr
 from lrconsole.core.task import Task, build_optimizer
 
 E = TypeVar("E", bound=ev.Event)
@@ -88,7 +88,6 @@ class Engine:
         self._segment_end = -1
         self._segment: Segment | None = None
         self._segment_version = -1
-        self._loss_sum = 0.0
 
     # -- events ----------------------------------------------------------------------
     def on(self, event: type[E], handler: Callable[[E], None]) -> None:
@@ -183,8 +182,9 @@ class Engine:
             }
 
     # -- the loop ----------------------------------------------------------------------
-    def run(self, wait: bool = False, idle_timeout: float | None = None) -> str:
-        """Train the plan. Returns why it stopped: done, diverged, stop, shutdown or idle.
+    def run(self, wait: bool = False) -> str:
+        """Train the plan. Returns why it stopped: done, diverged, or the reason given to
+        `request_exit`.
 
         With `wait`, an empty queue pauses (reason `queue_empty`) instead of returning,
         as the lesson's `input()` prompt did, until more is queued or `request_exit`.
@@ -196,7 +196,7 @@ class Engine:
         try:
             while True:
                 if self._attention or self.global_step >= self.plan.total_steps:
-                    reason = self._at_boundary(wait, idle_timeout)
+                    reason = self.at_boundary(wait)
                     if reason is not None:
                         return reason
                 if self._iter is None:
@@ -210,9 +210,8 @@ class Engine:
             for job, future in jobs:
                 _run_job(job, future)
 
-    def _at_boundary(self, wait: bool, idle_timeout: float | None) -> str | None:
+    def at_boundary(self, wait: bool) -> str | None:
         """The slow path: pauses, exits and the end of the plan."""
-        idle_since = time.monotonic()
         while True:
             while self._jobs:
                 _run_job(*self._jobs.popleft())
@@ -241,12 +240,9 @@ class Engine:
                 return None
             if newly:
                 self.emit(ev.Paused(reason, self.global_epoch, self.global_step))
-                idle_since = time.monotonic()
             with self._lock:
                 if not self._attention and not self._jobs:
                     self._wake.wait(timeout=0.5)
-            if idle_timeout is not None and time.monotonic() - idle_since > idle_timeout:
-                return "idle"
 
     def _start_epoch(self) -> None:
         self.model.train()
@@ -271,7 +267,6 @@ class Engine:
             restore_rng(self._pending_rng)
             self._pending_rng = None
         self._iter = it
-        self._loss_sum = 0.0
 
     def _current_segment(self) -> tuple[int, int, Segment]:
         """(index, position, segment) of the next step; cached until the plan changes."""
@@ -457,8 +452,3 @@ def _to_device(batch: Any, device: str) -> tuple[torch.Tensor, torch.Tensor]:
     return inputs, targets
 
 
-def finite(value: float) -> bool:
-    return not (math.isnan(value) or math.isinf(value))
-
-
-__all__ = ["Engine", "ScheduleError"]

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
-from lrconsole.core.schedule import Schedule, ScheduleError, Segment
+from lrconsole.core.schedule import ScheduleError, Segment
 
 
 class Plan:
@@ -99,7 +99,3 @@ class Plan:
             "current": index,
             "steps_per_epoch": self.steps_per_epoch,
         }
-
-    def as_schedule(self, template: Schedule, step: int | None = None) -> Schedule:
-        segments = self.segments if step is None else self.done(step)
-        return replace(template, segments=list(segments), steps_per_epoch=self.steps_per_epoch)

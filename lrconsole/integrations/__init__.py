@@ -11,6 +11,13 @@ so the session, its files and its control socket are the same as for any other r
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lrconsole.core.schedule import Schedule
+    from lrconsole.steer import Steer
 
 
 def metric_map(metrics: Sequence[str] | Mapping[str, str]) -> dict[str, str]:
@@ -20,3 +27,36 @@ def metric_map(metrics: Sequence[str] | Mapping[str, str]) -> dict[str, str]:
     if isinstance(metrics, str):
         return {metrics: metrics}
     return {name: name for name in metrics}
+
+
+@dataclass
+class SteerSettings:
+    """What a callback hands to `Steer` once its trainer has built the optimizer."""
+
+    session: Path
+    schedule: str | Path | Schedule | None
+    lr: float | None
+    epochs: int
+    metrics: dict[str, str]  # session name -> the trainer's name
+    monitor: str | None
+    serve: bool
+
+    def __post_init__(self) -> None:
+        if not self.metrics:
+            raise ValueError("metrics: name at least one metric to record")
+
+    def open(self, optimizer: Any, model: Any, steps_per_epoch: int) -> Steer:
+        from lrconsole.steer import Steer
+
+        return Steer(
+            optimizer,
+            self.session,
+            steps_per_epoch=steps_per_epoch,
+            model=model,
+            schedule=self.schedule,
+            lr=self.lr,
+            epochs=self.epochs,
+            metrics=list(self.metrics),
+            monitor=self.monitor,
+            serve=self.serve,
+        )

@@ -39,7 +39,7 @@ import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from lrconsole.core.schedule import Schedule
-from lrconsole.integrations import metric_map
+from lrconsole.integrations import SteerSettings, metric_map
 from lrconsole.steer import Steer
 
 __all__ = ["LrConsoleCallback"]
@@ -71,15 +71,10 @@ class LrConsoleCallback(TrainerCallback):
         monitor: str | None = None,
         serve: bool = True,
     ) -> None:
-        self.session = Path(session)
-        self.schedule = schedule
-        self.lr = lr
-        self.epochs = epochs
-        self.metrics = metric_map(metrics)
-        if not self.metrics:
-            raise ValueError("metrics: name at least one metric to record")
-        self.monitor = monitor
-        self.serve = serve
+        self.settings = SteerSettings(
+            Path(session), schedule, lr, epochs, metric_map(metrics), monitor, serve
+        )
+        self.metrics = self.settings.metrics
         self.steer: Steer | None = None
         self.steps_per_epoch = 0
         self._live = False  # a session epoch is in progress
@@ -119,17 +114,10 @@ class LrConsoleCallback(TrainerCallback):
             )
         accumulate = max(1, int(args.gradient_accumulation_steps))
         self.steps_per_epoch = max(1, math.ceil(batches / accumulate))
-        self.steer = Steer(
+        self.steer = self.settings.open(
             getattr(optimizer, "optimizer", optimizer),  # accelerate wraps the torch optimizer
-            self.session,
-            steps_per_epoch=self.steps_per_epoch,
-            model=model,
-            schedule=self.schedule,
-            lr=self.lr,
-            epochs=self.epochs,
-            metrics=list(self.metrics),
-            monitor=self.monitor,
-            serve=self.serve,
+            model,
+            self.steps_per_epoch,
         )
         if model is not None:
             self._hook = model.register_forward_hook(self._capture_loss)

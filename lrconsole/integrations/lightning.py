@@ -34,7 +34,7 @@ except ImportError:  # only the older package name is installed
     import pytorch_lightning as pl  # type: ignore[no-redef]
 
 from lrconsole.core.schedule import Schedule
-from lrconsole.integrations import metric_map
+from lrconsole.integrations import SteerSettings, metric_map
 from lrconsole.steer import Steer
 
 __all__ = ["LrConsoleCallback"]
@@ -62,15 +62,10 @@ class LrConsoleCallback(pl.Callback):
         serve: bool = True,
     ) -> None:
         super().__init__()
-        self.session = Path(session)
-        self.schedule = schedule
-        self.lr = lr
-        self.epochs = epochs
-        self.metrics = metric_map(metrics)
-        if not self.metrics:
-            raise ValueError("metrics: name at least one metric to record")
-        self.monitor = monitor
-        self.serve = serve
+        self.settings = SteerSettings(
+            Path(session), schedule, lr, epochs, metric_map(metrics), monitor, serve
+        )
+        self.metrics = self.settings.metrics
         self.steer: Steer | None = None
         self.steps_per_epoch = 0
         self._live = False  # a session epoch is in progress
@@ -105,17 +100,10 @@ class LrConsoleCallback(pl.Callback):
         accumulate = max(1, int(trainer.accumulate_grad_batches))
         self.steps_per_epoch = math.ceil(int(batches) / accumulate)
         self._scale = float(accumulate) if pl_module.automatic_optimization else 1.0
-        self.steer = Steer(
+        self.steer = self.settings.open(
             trainer.optimizers[0],
-            self.session,
-            steps_per_epoch=self.steps_per_epoch,
-            model=pl_module,
-            schedule=self.schedule,
-            lr=self.lr,
-            epochs=self.epochs,
-            metrics=list(self.metrics),
-            monitor=self.monitor,
-            serve=self.serve,
+            pl_module,
+            self.steps_per_epoch,
         )
         self._live = False
         self._seen = trainer.global_step
