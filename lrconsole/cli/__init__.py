@@ -87,9 +87,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("stop", "ask a session's runner to save and exit")
     p.add_argument("session", help="a session name or path")
 
-    from lrconsole.cli.strategies import add_parsers
+    p = add("rollback", "go back to a kept checkpoint; the abandoned path stays as a branch")
+    p.add_argument("session", help="a session name or path")
+    p.add_argument("--epoch", type=int, help="the epoch to go back to (default: list them)")
 
-    add_parsers(add)
+    p = add("lr-find", "LR range test on a copy of the model; proposes an LR")
+    p.add_argument("session", help="a session name or path")
+    p.add_argument("--start-lr", type=float, default=1e-6)
+    p.add_argument("--end-lr", type=float, default=10.0)
+    p.add_argument("--steps", type=int, default=100)
+
+    p = add("preview", "draw a schedule's LR curve in the terminal")
+    p.add_argument("file", type=Path, help="a schedule YAML")
+    p.add_argument("--steps-per-epoch", type=int, default=None)
     return parser
 
 
@@ -129,15 +139,8 @@ def dispatch(args: argparse.Namespace) -> int:
 
 
 def console(args: argparse.Namespace) -> int:
-    try:
-        from lrconsole.tui import run_console
-    except ImportError:
-        print(
-            "The console is not built yet. Train headless with\n"
-            "  lrconsole run NAME --schedule examples/lesson_15_1.yaml",
-            file=sys.stderr,
-        )
-        return 2
+    from lrconsole.tui import run_console
+
     command = args.command
     return run_console(
         args.sessions_dir,

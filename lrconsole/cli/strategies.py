@@ -132,22 +132,6 @@ def cmd_preview(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parsers(add: Any) -> None:
-    p = add("rollback", "go back to a kept checkpoint; the abandoned path stays as a branch")
-    p.add_argument("session", help="a session name or path")
-    p.add_argument("--epoch", type=int, help="the epoch to go back to (default: list them)")
-
-    p = add("lr-find", "LR range test on a copy of the model; proposes an LR")
-    p.add_argument("session", help="a session name or path")
-    p.add_argument("--start-lr", type=float, default=1e-6)
-    p.add_argument("--end-lr", type=float, default=10.0)
-    p.add_argument("--steps", type=int, default=100)
-
-    p = add("preview", "draw a schedule's LR curve in the terminal")
-    p.add_argument("file", type=Path, help="a schedule YAML")
-    p.add_argument("--steps-per-epoch", type=int, default=None)
-
-
 def dispatch(args: argparse.Namespace) -> int:
     command = {"rollback": cmd_rollback, "lr-find": cmd_lr_find, "preview": cmd_preview}
     return command[args.command](args)

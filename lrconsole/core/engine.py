@@ -450,5 +450,3 @@ def _to_device(batch: Any, device: str) -> tuple[torch.Tensor, torch.Tensor]:
     if device != "cpu":
         inputs, targets = inputs.to(device), targets.to(device)
     return inputs, targets
-
-

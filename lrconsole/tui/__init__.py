@@ -20,15 +20,15 @@ def run_console(
     `session`, or a fresh name); otherwise `session` is opened (or attached to).
     Raises UserError for a session that does not exist or already exists.
     """
-    from lrconsole.core.manifest import resolve_session
     from lrconsole.errors import UserError
     from lrconsole.tui.app import make_app
 
+    # The manifest code loads only for a session: the home screen's first frame skips it.
     sessions_dir = Path(sessions_dir)
     session_dir: Path | None = None
     create = None
     if new:
-        from lrconsole.core.manifest import new_session_name
+        from lrconsole.core.manifest import new_session_name, resolve_session
 
         name = session or new_session_name(sessions_dir)
         session_dir = resolve_session(sessions_dir, name, must_exist=False)
@@ -36,6 +36,8 @@ def run_console(
             raise UserError(f"session {name!r} exists: open it with `lrconsole open {name}`")
         create = {"task": task or "lesson", "seed": 0 if seed is None else seed}
     elif session is not None:
+        from lrconsole.core.manifest import resolve_session
+
         session_dir = resolve_session(sessions_dir, session)
     app = make_app(sessions_dir, session_dir=session_dir, create=create, attach=attach)
     code = app.run()

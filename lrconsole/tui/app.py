@@ -5,23 +5,27 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from lrconsole.tui.controller import Connector, runner_connector
-from lrconsole.tui.screens.help import HelpScreen
 from lrconsole.tui.screens.home import HomeScreen, SessionChosen
-from lrconsole.tui.screens.run import RunScreen
 
-ConnectorFactory = Callable[[Path, "dict[str, Any] | None", bool], Connector]
+# The run screen, its controller and the help screen load on first use: the home screen's
+# first frame should not wait for them (about 0.1 s of imports).
+if TYPE_CHECKING:
+    from lrconsole.tui.controller import Connector
+
+ConnectorFactory = Callable[[Path, "dict[str, Any] | None", bool], "Connector"]
 
 
 def default_connector_factory(
     session_dir: Path, create: dict[str, Any] | None, attach: bool
 ) -> Connector:
+    from lrconsole.tui.controller import runner_connector
+
     return runner_connector(session_dir, create=create, attach=attach)
 
 
@@ -68,6 +72,8 @@ class ConsoleApp(App[int]):
     def open_session(
         self, session_dir: Path, create: dict[str, Any] | None = None, attach: bool = False
     ) -> None:
+        from lrconsole.tui.screens.run import RunScreen
+
         connector = self.connector_factory(session_dir, create, attach)
         self.push_screen(RunScreen(session_dir, connector))
 
@@ -82,10 +88,14 @@ class ConsoleApp(App[int]):
 
     # -- app-wide actions ---------------------------------------------------------------
     def action_help(self) -> None:
+        from lrconsole.tui.screens.help import HelpScreen
+
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
 
     def action_quit_console(self) -> None:
+        from lrconsole.tui.screens.run import RunScreen
+
         screen = self.screen
         if isinstance(screen, RunScreen):
             screen.request_quit()
@@ -93,6 +103,8 @@ class ConsoleApp(App[int]):
             self.exit(0)
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        from lrconsole.tui.screens.run import RunScreen
+
         yield from super().get_system_commands(screen)
         yield SystemCommand("Help", "Show the keys (?)", self.action_help)
         yield SystemCommand(

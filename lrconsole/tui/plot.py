@@ -129,8 +129,12 @@ def render_chart(
                 continue
             x = min(dots_x - 1, round(i * x_step)) if n > 1 else 0
             top, bottom = ydot(p[1]), ydot(p[0])
+            # The vertical span, inlined: the hot loop of a redraw.
+            column, bits = x >> 1, _DOT[x & 1]
             for y in range(top, bottom + 1):
-                plot(x, y, who)
+                cell = (y >> 2) * plot_w + column
+                masks[cell] |= bits[y & 3]
+                owner[cell] = who
             if prev is not None and x - prev[0] > 0:
                 px, ptop, pbottom = prev
                 # Join the previous span to this one with a straight line.

@@ -69,12 +69,14 @@ class HomeScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.load()
+        self.reset_table()
         self.query_one("#sessions", DataTable).focus()
+        # The session list (YAML reading, the manifest code) comes right after the first
+        # frame: a newcomer's "new session" line should not wait for it.
+        self.call_after_refresh(self.add_sessions)
 
-    def load(self) -> None:
-        from lrconsole.core.manifest import list_sessions
-
+    def reset_table(self) -> None:
+        """Columns and the "new session" line, the cursor on it."""
         table: DataTable[str | Text] = self.query_one("#sessions", DataTable)
         table.clear(columns=True)
         table.add_columns("session", "task", "epochs", "best", "state")
@@ -86,12 +88,17 @@ class HomeScreen(Screen[None]):
             "",
             key=NEW_KEY,
         )
+        table.border_title = "sessions"
+        table.move_cursor(row=0)
+
+    def add_sessions(self) -> None:
+        from lrconsole.core.manifest import list_sessions
+
+        table: DataTable[str | Text] = self.query_one("#sessions", DataTable)
         for s in list_sessions(self.sessions_dir):
             best = f"{s.best[0]} {format_value(s.best[1])}" if s.best else "—"
             state = Text(s.state, style=STATE_STYLE.get(s.state, ""))
             table.add_row(s.name, s.task, str(s.epochs), best, state, key=s.name)
-        table.border_title = "sessions"
-        table.move_cursor(row=0)
 
     @on(DataTable.RowSelected, "#sessions")
     def _selected(self, event: DataTable.RowSelected) -> None:
@@ -102,4 +109,5 @@ class HomeScreen(Screen[None]):
         self.post_message(SessionChosen(None))
 
     def action_reload(self) -> None:
-        self.load()
+        self.reset_table()
+        self.add_sessions()
