@@ -70,6 +70,7 @@ class RunModel:
         self.plan: dict[str, Any] = {"segments": [], "done_steps": 0, "current": 0}
         self.batch: dict[str, Any] | None = None
         self.last_metrics: dict[str, float] = {}
+        self.last_checkpoint_epoch: int | None = None
         self.segment_first_epoch: dict[int, int] = {}
         self.segment_last_row: dict[int, dict[str, Any]] = {}
         self.epoch_times: deque[float] = deque(maxlen=50)

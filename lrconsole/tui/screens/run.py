@@ -59,7 +59,7 @@ RUNNER_GROUP = "runner"
 
 PAUSE_TEXT = {
     "operator": "paused: space resumes",
-    "queue_empty": "waiting for a segment: type epochs and LR, press Enter",
+    "queue_empty": "waiting for a segment: epochs, LR, Enter",
     "stop": "stopped at a checkpoint: space resumes",
     "error": "paused after an error",
 }
@@ -191,9 +191,14 @@ class RunScreen(Screen[None]):
             self._focus_planner()
 
     def on_checkpoint_saved(self, message: m.CheckpointSaved) -> None:
-        self.notify(
-            f"checkpoint saved at epoch {message.global_epoch}", title="checkpoint", timeout=3
-        )
+        self.model.last_checkpoint_epoch = message.global_epoch
+        self._dirty = True
+        # While training, checkpoints come every few seconds: the counters line says so
+        # quietly. A toast for the ones the operator waits on: pause, stop, the end of a plan.
+        if not self.model.running:
+            self.notify(
+                f"checkpoint saved at epoch {message.global_epoch}", title="checkpoint", timeout=3
+            )
 
     def on_runner_warning(self, message: m.RunnerWarning) -> None:
         self.notify(escape(message.message), title="runner", severity="warning")

@@ -50,6 +50,8 @@ class RunProgress(Vertical):
             f"lr {format_value(lr) if lr is not None else '—'}",
         ]
         parts += [f"{name} {format_value(v)}" for name, v in model.last_metrics.items()]
+        if model.last_checkpoint_epoch is not None:
+            parts.append(f"[dim]saved @ {model.last_checkpoint_epoch}[/dim]")
         return "  ·  ".join(parts)
 
     def update_view(self) -> None:
