@@ -146,7 +146,7 @@ def test_new_queue_pause_save_open(tmux: Tmux) -> None:
     tmux.send("clear", "Enter")
     tmux.type(f"{python} -m lrconsole open e2e")
     tmux.send("Enter")
-    # The first frame with the runner's snapshot shows the saved counter and history.
+    # The saved counter and history show at once, from the files, while the runner starts.
     reopened = tmux.wait(
         lambda s: "task lesson" in s and (counter(s) or 0) > 0,
         60,
@@ -154,8 +154,11 @@ def test_new_queue_pause_save_open(tmux: Tmux) -> None:
         poll=0.02,
     )
     shown = counter(reopened)
-    # A reopened session with queued work left waits, paused, for the operator.
     assert shown == at, reopened
+    # Then the runner's snapshot: a reopened session with queued work left waits, paused,
+    # for the operator, at the same counter.
+    connected = tmux.wait(lambda s: "paused" in s, 60, "the runner, paused")
+    assert counter(connected) == at, connected
     time.sleep(0.5)
     assert counter(tmux.screen()) == at and "paused" in tmux.screen()
     assert re.search(rf"│ 1 +{shown}/2000 +0\.03 +{shown} ", reopened), reopened  # history

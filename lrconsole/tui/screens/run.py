@@ -110,12 +110,24 @@ class RunScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.set_interval(REDRAW_INTERVAL, self.flush, name="redraw throttle")
+        self.show_files()
         self.update_topbar()
         self.query_one("#epochs", NumberInput).focus()
         self.connect()
 
     def on_unmount(self) -> None:
         self.tensorboard.stop()
+
+    def show_files(self) -> None:
+        """Draw the history from the session's files while the runner starts (seconds)."""
+        from lrconsole.tui.disk import snapshot_from_disk
+
+        snapshot = snapshot_from_disk(self.session_dir)
+        if snapshot is None:
+            return
+        self.model.load_snapshot(snapshot)
+        self.model.branches = load_branches(self.session_dir, self.model)
+        self.flush()
 
     # -- the connection: one declared worker, failures in one handler -------------------
     @work(
