@@ -10,6 +10,7 @@ import torch
 
 from lrconsole.core import events as ev
 from lrconsole.core.lrfind import lr_find
+from lrconsole.core.manifest import Manifest
 from lrconsole.core.policies import Tracker
 from lrconsole.core.schedule import Schedule, ScheduleError, Segment
 from lrconsole.core.trainer import Trainer
@@ -65,6 +66,12 @@ def test_plateau_lowers_the_lr_and_the_export_replays_it(tmp_path: Path) -> None
     trainer.close()
     assert [f.policy for f in fired] == ["plateau", "plateau"]
     assert [row["lr"] for row in trainer.history] == [0.04] * 3 + [0.02] * 3 + [0.01] * 2
+    # Recorded in the session, for the console's chart marks after a reopen.
+    marks = Manifest.read(tmp_path / "p").policy_marks
+    assert marks == [
+        {"epoch": 3, "policy": "plateau", "lr": 0.02},
+        {"epoch": 6, "policy": "plateau", "lr": 0.01},
+    ]
     out = tmp_path / "path.yaml"
     trainer.schedule().dump(out)
     assert Schedule.load(out).segments[1].plateau == plateau  # recorded in the schedule
@@ -85,6 +92,7 @@ def test_early_stopping_restores_the_best_weights_exactly(tmp_path: Path) -> Non
     assert "restored the best weights, from epoch 1" in fired[0].message
     assert trainer.engine.global_epoch == 1
     assert trainer.manifest.branches[0]["epochs"] == 4  # epochs 2-4 kept as a branch
+    assert trainer.manifest.policy_marks == [{"epoch": 1, "policy": "early_stop", "lr": 0.03}]
     # Training on from the restored epoch gives the abandoned epochs again, bit for bit.
     trainer.engine.queue([Segment(0.03, epochs=3)])
     trainer.engine.run()

@@ -57,6 +57,8 @@ class Manifest:
     spike_factor: float | None = 10.0
     path: int = 0  # which path this is: each rollback starts a new one
     branches: list[dict[str, Any]] = field(default_factory=list)
+    # Where a plateau or early-stopping policy acted on this path: {epoch, policy, lr}.
+    policy_marks: list[dict[str, Any]] = field(default_factory=list)
     torch_version: str = ""
     created: str = field(default_factory=now_iso)
     updated: str = field(default_factory=now_iso)
@@ -101,6 +103,7 @@ class Manifest:
             "spike_factor": self.spike_factor,
             "path": self.path,
             "branches": self.branches,
+            "policy_marks": self.policy_marks,
             "segments": [s.to_dict() for s in self.segments],
         }
 
@@ -146,6 +149,7 @@ def _parse(text: str, source: str) -> Manifest:
         "best",
         "path",
         "branches",
+        "policy_marks",
         "spike_factor",
         "segments",
     )
@@ -187,6 +191,7 @@ def _parse(text: str, source: str) -> Manifest:
             path=int(data.get("path", 0)),
             spike_factor=data.get("spike_factor", 10.0),
             branches=list(data.get("branches") or []),
+            policy_marks=[dict(mark) for mark in data.get("policy_marks") or []],
             torch_version=str(data.get("torch", "")),
             created=str(data.get("created", "")),
             updated=str(data.get("updated", "")),

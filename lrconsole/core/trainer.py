@@ -167,6 +167,10 @@ class Trainer:
             )
             engine.on(ev.EpochEnd, self._log_tensorboard)
         engine.on(ev.EpochEnd, Policies(self).on_epoch)
+        # Marks past the checkpoint belong to epochs that are trained again.
+        m = self.manifest
+        m.policy_marks = [mark for mark in m.policy_marks if mark["epoch"] <= engine.global_epoch]
+        engine.on(ev.PolicyFired, self._record_policy)
         checkpointer = Checkpointer(self, checkpoint_interval)
         engine.on(ev.EpochEnd, checkpointer.on_epoch)
         engine.on(ev.SegmentEnd, checkpointer.on_segment_end)
@@ -181,6 +185,12 @@ class Trainer:
     def _log_tensorboard(self, event: ev.EpochEnd) -> None:
         if self.tensorboard is not None:  # replaced by a rollback: look it up each time
             self.tensorboard.on_epoch(event)
+
+    def _record_policy(self, event: ev.PolicyFired) -> None:
+        mark = {"epoch": event.global_epoch, "policy": event.policy, "lr": event.lr}
+        if mark not in self.manifest.policy_marks:
+            self.manifest.policy_marks.append(mark)
+            self.write_manifest()
 
     # -- persistence ------------------------------------------------------------------
     def _set_state(self, state: str) -> None:
@@ -263,6 +273,7 @@ class Trainer:
         }
         m.branches.append(branch)
         m.path += 1
+        m.policy_marks = [mark for mark in m.policy_marks if mark["epoch"] <= epoch]
         self.history = self.history[:epoch]
         m.best = best_of(self.history, m.monitor, m.monitor_mode)
         with engine._lock:

@@ -122,6 +122,7 @@ class Runner:
                 "steps_per_epoch": m.steps_per_epoch,
                 "metrics": m.metrics,
                 "monitor": m.monitor,
+                "policy_marks": list(m.policy_marks),
             },
             "state": engine.state(),
             "plan": plan,

@@ -147,7 +147,11 @@ class Controller:
             post(m.RunnerWarning(f"LR set to {float(data.get('lr', 0)):g}"))
         elif name == "checkpoint":
             post(m.CheckpointSaved(str(data.get("path", "")), int(data.get("global_epoch") or 0)))
-        elif name == "policy" or name == "warning":
+        elif name == "policy":
+            model.add_policy_mark(int(data.get("global_epoch") or 0), str(data.get("policy", "")))
+            post(m.RunnerWarning(str(data.get("message", ""))))
+            post(m.HistoryGrew(model.global_epoch))  # the charts draw the mark
+        elif name == "warning":
             post(m.RunnerWarning(str(data.get("message", ""))))
         elif name == "error":
             model.last_error = str(data.get("message", "the trainer failed"))

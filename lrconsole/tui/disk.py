@@ -60,6 +60,7 @@ def snapshot_from_disk(folder: Path) -> dict[str, Any] | None:
             "steps_per_epoch": manifest.steps_per_epoch,
             "metrics": manifest.metrics,
             "monitor": manifest.monitor,
+            "policy_marks": manifest.policy_marks,
         },
         "state": {"state": "paused", "reason": None, "global_epoch": manifest.global_epoch},
         "plan": plan.to_dict(manifest.global_step),

@@ -71,6 +71,7 @@ class RunModel:
         self.batch: dict[str, Any] | None = None
         self.last_metrics: dict[str, float] = {}
         self.last_checkpoint_epoch: int | None = None
+        self.policy_marks: list[tuple[int, str]] = []  # (epoch, plateau | early_stop)
         self.segment_first_epoch: dict[int, int] = {}
         self.segment_last_row: dict[int, dict[str, Any]] = {}
         self.epoch_times: deque[float] = deque(maxlen=50)
@@ -84,6 +85,8 @@ class RunModel:
         self.steps_per_epoch = int(self.session.get("steps_per_epoch") or 1)
         self.metrics = list(self.session.get("metrics") or [])
         self.monitor = self.session.get("monitor")
+        for mark in self.session.get("policy_marks") or []:
+            self.add_policy_mark(int(mark.get("epoch", 0)), str(mark.get("policy", "")))
         self.state = dict(snap.get("state") or self.state)
         self.plan = dict(snap.get("plan") or self.plan)
         self.global_step = int(self.plan.get("done_steps") or 0)
@@ -117,6 +120,11 @@ class RunModel:
         if live:
             self.epoch_times.append(time.monotonic())
         self.version += 1
+
+    def add_policy_mark(self, epoch: int, policy: str) -> None:
+        if (epoch, policy) not in self.policy_marks:
+            self.policy_marks.append((epoch, policy))
+            self.version += 1
 
     # -- derived values -----------------------------------------------------------------
     @property

@@ -69,12 +69,14 @@ def render_chart(
     x_first: int = 1,
     log: bool = False,
     markers: Sequence[int] = (),
+    flags: Sequence[tuple[int, str]] = (),
     empty_text: str = "no data yet",
 ) -> Text:
     """Draw `traces` into a `width` x `height` block of text.
 
     `markers` are positions (0-based indices into the series) that get a dotted vertical
-    line, e.g. segment boundaries. `x_first` labels index 0 on the x axis.
+    line, e.g. segment boundaries; `flags` are (position, style) pairs that get a dashed
+    line in that style, e.g. where a policy acted. `x_first` labels index 0 on the x axis.
     """
     text = Text(no_wrap=True, overflow="crop")
     plot_w = width - LABEL_WIDTH - 1
@@ -150,14 +152,12 @@ def render_chart(
                     plot(px + round(dx * s / steps), y0 + round((y1 - y0) * s / steps), who)
             prev = (x, top, bottom)
 
-    marker_cols: set[int] = set()
-    for m in markers:
-        if 0 < m < size:
-            if size <= columns:
-                mx = round(m * (dots_x - 1) / max(1, size - 1))
-            else:
-                mx = m * columns // size
-            marker_cols.add(min(plot_w - 1, mx >> 1))
+    def column_of(m: int) -> int:
+        mx = round(m * (dots_x - 1) / max(1, size - 1)) if size <= columns else m * columns // size
+        return min(plot_w - 1, mx >> 1)
+
+    marker_cols = {column_of(m) for m in markers if 0 < m < size}
+    flag_cols = {column_of(m): style for m, style in flags if 0 <= m < size}
 
     labels = {0: y_hi, plot_h - 1: y_lo}
     if plot_h >= 5:
@@ -178,6 +178,8 @@ def render_chart(
             mask = masks[base + col]
             if mask:
                 ch, style = chr(0x2800 + mask), styles[owner[base + col]]
+            elif col in flag_cols:
+                ch, style = "╎", flag_cols[col]
             elif col in marker_cols:
                 ch, style = "┊", MARKER_STYLE
             else:

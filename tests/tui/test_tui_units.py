@@ -9,9 +9,11 @@ import sys
 import pytest
 
 from lrconsole.core.schedule import ScheduleError
-from lrconsole.tui.plot import Trace, render_chart
+from lrconsole.tui.model import RunModel
+from lrconsole.tui.plot import LABEL_WIDTH, Trace, render_chart
 from lrconsole.tui.series import Series
 from lrconsole.tui.validate import parse_epochs, parse_lr
+from lrconsole.tui.widgets.charts import LossChart
 
 
 def test_console_never_imports_torch() -> None:
@@ -71,6 +73,42 @@ def test_render_fills_the_box(log: bool) -> None:
     assert all(len(line) <= 60 for line in lines)
     assert "┊" in text.plain  # segment boundaries
     assert lines[-1].strip().startswith("└1") and lines[-1].endswith("500")
+
+
+def test_policy_flags_are_dashed_lines_in_their_style_under_the_data() -> None:
+    flat = Series([1.0] * 100)
+    text = render_chart(
+        [Trace(flat, "red", "x")], 60, 10, markers=[50], flags=[(20, "bold yellow")]
+    )
+    rows = text.plain.split("\n")[:-1]
+    plot_left = LABEL_WIDTH + 1
+    columns = {row.index("╎") for row in rows if "╎" in row}
+    assert len(columns) == 1  # one dashed line, in one column
+    column = columns.pop()
+    assert column - plot_left == round(20 * (51 * 2 - 1) / 99) // 2  # where epoch 21 is
+    flagged = [row for row in rows if "╎" in row]
+    assert len(flagged) == len(rows) - 1  # every row but the one the flat line is drawn on
+    styles = {str(span.style) for span in text.spans if text.plain[span.start] == "╎"}
+    assert styles == {"bold yellow"}
+    assert "┊" in text.plain  # the segment boundary keeps its own marker
+
+
+def test_model_keeps_policy_marks_from_snapshot_and_events() -> None:
+    model = RunModel()
+    model.load_snapshot(
+        {"session": {"policy_marks": [{"epoch": 3, "policy": "plateau", "lr": 0.02}]}}
+    )
+    assert model.policy_marks == [(3, "plateau")]
+    version = model.version
+    model.add_policy_mark(3, "plateau")  # the live event after a snapshot that had it
+    assert model.policy_marks == [(3, "plateau")] and model.version == version
+    model.add_policy_mark(7, "early_stop")
+    assert model.policy_marks == [(3, "plateau"), (7, "early_stop")]
+    assert model.version > version  # the charts redraw
+    # A plateau is flagged where its lower LR starts (the next epoch), early stopping at the
+    # epoch it restored; indices count from the first epoch shown.
+    flags = LossChart(model).flags()
+    assert [index for index, _ in flags] == [3, 6]
 
 
 def test_render_survives_nan_inf_and_flat_lines() -> None:

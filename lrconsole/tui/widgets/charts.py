@@ -22,6 +22,8 @@ SERIES_STYLES = ("bold #5fd7ff", "bold #ff87d7", "bold #d7ff5f", "bold #ffaf5f")
 LR_STYLE = "bold #ffd75f"
 PLANNED_STYLE = "#8a7a3a"  # the queued LR, drawn after the history
 BRANCH_STYLE = "grey42"  # abandoned paths, under the live curves
+POLICY_STYLES = {"plateau": "bold #ffaf00", "early_stop": "bold #ff5f5f"}
+POLICY_NAMES = {"plateau": "plateau", "early_stop": "early stop"}
 
 
 class Chart(Widget):
@@ -53,6 +55,21 @@ class Chart(Widget):
 
     def title(self) -> str:
         raise NotImplementedError
+
+    def flags(self) -> list[tuple[int, str]]:
+        """Where a policy acted, as a dashed line in its colour: a plateau at the boundary
+        where its lower LR starts, early stopping at the epoch whose weights it restored."""
+        first = self.model.first_epoch
+        return [
+            (epoch - first + (policy == "plateau"), POLICY_STYLES.get(policy, "bold"))
+            for epoch, policy in self.model.policy_marks
+        ]
+
+    def flags_legend(self) -> str:
+        kinds = dict.fromkeys(policy for _, policy in self.model.policy_marks)
+        return "".join(
+            f"  [{POLICY_STYLES.get(k, 'bold')}]╎ {POLICY_NAMES.get(k, k)}[/]" for k in kinds
+        )
 
     def mark_stale(self) -> None:
         self._stale = True
@@ -94,6 +111,7 @@ class Chart(Widget):
                 x_first=self.model.first_epoch,
                 log=self.log_scale,
                 markers=self.model.boundary_indices(),
+                flags=self.flags(),
             )
             base = self.rich_style
             lines = Segment.split_lines(self._cache.render(self.app.console))
@@ -129,7 +147,7 @@ class LossChart(Chart):
         if self.model.branches:
             parts.append(f"[{BRANCH_STYLE}]━ branches[/]")
         scale = "log" if self.log_scale else "linear"
-        return f"loss ({scale}, l toggles)  " + "  ".join(parts)
+        return f"loss ({scale}, l toggles)  " + "  ".join(parts) + self.flags_legend()
 
 
 class LrChart(Chart):
@@ -148,4 +166,4 @@ class LrChart(Chart):
 
     def title(self) -> str:
         plan = f"  [{PLANNED_STYLE}]━ planned[/]" if self.model.planned_lr() is not None else ""
-        return f"[{LR_STYLE}]━ learning rate[/] per epoch{plan}"
+        return f"[{LR_STYLE}]━ learning rate[/] per epoch{plan}{self.flags_legend()}"
