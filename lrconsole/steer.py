@@ -16,10 +16,13 @@ attach` pauses it, changes its LR and queues segments exactly as for the built-i
 
 from __future__ import annotations
 
+import signal
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import torch
@@ -111,6 +114,7 @@ class Steer:
         self._index = -1
         self._in_epoch = False
         self._stopping: str | None = None
+        self._interrupted = False  # Ctrl-C: save at the end of this epoch, then exit 130
         self._world = _distributed()[1]
         if self._world > 1:
             self._message = torch.zeros(3, dtype=torch.float64)
@@ -135,14 +139,53 @@ class Steer:
         return self.runner is not None and self.runner.server.attached
 
     def epochs(self) -> Iterator[int]:
-        """Yield global epoch numbers until the plan is done (or the operator ends it)."""
+        """Yield global epoch numbers until the plan is done (or the operator ends it).
+
+        Ctrl-C finishes the epoch in progress, saves, and exits the script with code 130
+        (checkpoints fall on epoch ends); a second Ctrl-C stops at once.
+        """
+        release = self._catch_ctrl_c()
         try:
             while self.start_epoch():
                 yield self.engine.global_epoch + 1
                 if self._in_epoch:
                     self.epoch_end({})
         finally:
+            release()
             self.close()
+        if self._interrupted:
+            print(
+                f"interrupted: saved at epoch {self.engine.global_epoch}; "
+                "run the script again to continue",
+                file=sys.stderr,
+            )
+            raise SystemExit(130)
+
+    def _catch_ctrl_c(self) -> Callable[[], None]:
+        """Turn the first Ctrl-C into "save at the end of this epoch"; returns the undo."""
+        if (
+            self._world > 1  # torchrun owns the signals of its workers
+            or threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+        ):
+            return lambda: None  # the script handles Ctrl-C itself: leave it alone
+
+        def on_ctrl_c(signum: int, frame: FrameType | None) -> None:
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # the next one: now
+            print(
+                "\nlrconsole: Ctrl-C: saving at the end of this epoch (Ctrl-C again stops now)",
+                file=sys.stderr,
+            )
+            self._interrupted = True
+            self.engine.request_exit("interrupted")
+
+        signal.signal(signal.SIGINT, on_ctrl_c)
+
+        def release() -> None:
+            if signal.getsignal(signal.SIGINT) is on_ctrl_c:
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+
+        return release
 
     def start_epoch(self) -> bool:
         """Begin an epoch: False when training should end (trainer callbacks call this)."""

@@ -64,6 +64,34 @@ def test_own_loop_resumes_exactly_after_sigkill(tmp_path: Path) -> None:
     assert metric_rows(folder) == metric_rows(reference)
 
 
+def test_ctrl_c_finishes_the_epoch_saves_and_the_rerun_matches(tmp_path: Path) -> None:
+    reference = tmp_path / "ref"
+    assert run_script(OWN_LOOP, str(reference)).returncode == 0
+    folder = tmp_path / "interrupted"
+    proc = subprocess.Popen(
+        [sys.executable, OWN_LOOP, str(folder)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    for line in proc.stdout:
+        if line.startswith("epoch 3 "):
+            break
+    proc.send_signal(signal.SIGINT)  # mid-epoch 4, or between epochs
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    saved = int(err.split("interrupted: saved at epoch ")[1].split(";")[0])
+    assert 3 <= saved <= 5
+    assert len(metric_rows(folder)) == 1 + saved  # the epoch in progress was finished
+    resumed = run_script(OWN_LOOP, str(folder))
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.startswith(f"epoch {saved + 1} ")  # nothing redone, nothing lost
+    assert metric_rows(folder) == metric_rows(reference)
+
+
 STEERED = """
 import sys, torch
 from torch import nn

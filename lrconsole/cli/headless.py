@@ -65,25 +65,50 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def train_headless(trainer: Trainer, session: str) -> int:
-    """Train the plan with a progress line; Ctrl-C or SIGTERM saves and leaves (130)."""
+    """Train the plan with a progress line; Ctrl-C or SIGTERM saves and leaves (130).
+
+    The run serves the session's control socket as a background runner does, so
+    `lrconsole status`, `attach` and `stop` reach it from another terminal.
+    """
     from lrconsole.core import events as ev
+    from lrconsole.runner.host import Runner
 
     engine = trainer.engine
     progress = Progress(sys.stderr, engine.plan.total_steps, engine.steps_per_epoch)
     engine.on(ev.EpochEnd, progress.on_epoch)
+    served = Runner(trainer)
+    runner: Runner | None = served
+    try:
+        served.server.start()
+    except UserError as exc:  # e.g. a socket path over the OS limit: train anyway
+        print(
+            f"lrconsole: warning: {exc}; status, attach and stop cannot reach this run",
+            file=sys.stderr,
+        )
+        runner = None
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
         engine.request_exit("interrupted")
 
     previous = signal.signal(signal.SIGINT, interrupt)
     signal.signal(signal.SIGTERM, interrupt)
+    reason = "error"
     try:
         reason = engine.run()
     finally:
         signal.signal(signal.SIGINT, previous)
+        if runner is not None:
+            runner.server.close(reason)
         trainer.close(state="stopped")
         progress.finish()
     where = f"epoch {engine.global_epoch} (step {engine.global_step})"
+    if reason == "shutdown":
+        print(
+            f"stopped by `lrconsole stop`: saved at {where}; continue with "
+            f"`lrconsole run {session}`",
+            file=sys.stderr,
+        )
+        return 0
     if reason == "diverged":
         print(
             f"diverged at {where}: the last good checkpoint is kept; roll back with "

@@ -7,6 +7,8 @@ console (or the SSH connection) leaves training running. Its output goes to
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import socket
 import subprocess
 import sys
@@ -14,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lrconsole.core.manifest import SOCKET
+from lrconsole.core.manifest import MANIFEST, SOCKET
 from lrconsole.core.schedule import Schedule
 from lrconsole.errors import UserError
 
@@ -73,6 +75,7 @@ def ensure_runner(
     path = socket_path(folder)
     if runner_alive(folder):
         return path
+    new_folder = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "lrconsole.runner", str(folder)]
     if schedule is not None:
@@ -105,11 +108,25 @@ def ensure_runner(
             return path
         code = process.poll()
         if code is not None:
-            raise UserError(f"the runner for {folder.name!r} exited ({code}): {last_error(folder)}")
+            error = last_error(folder)
+            if not (folder / MANIFEST).exists():
+                forget_failed_start(folder, new_folder)
+            raise UserError(f"the runner for {folder.name!r} exited ({code}): {error}")
         time.sleep(0.05)
     raise UserError(
         f"the runner for {folder.name!r} did not answer within {timeout:.0f}s; see {folder / LOG}"
     )
+
+
+def forget_failed_start(folder: Path, new_folder: bool) -> None:
+    """A session that was never created leaves nothing behind: not a half folder that
+    `show` calls "not a session" and a later `run` trips over."""
+    if new_folder:  # made by this call, and no session came of it
+        shutil.rmtree(folder, ignore_errors=True)
+        return
+    for name in (LOG, ".runner-schedule.yaml", SOCKET, "lock"):
+        with contextlib.suppress(FileNotFoundError):
+            (folder / name).unlink()
 
 
 def last_error(folder: Path) -> str:
