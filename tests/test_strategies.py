@@ -203,3 +203,17 @@ def test_lr_find_and_preview_commands(sessions: Path, tmp_path: Path) -> None:
     preview = lrconsole("preview", str(shaped))
     assert preview.returncode == 0, preview.stderr
     assert "•" in preview.stdout and "13 epochs, 182 steps" in preview.stdout
+
+
+def test_lr_find_steepest_descent_looks_at_the_whole_sweep() -> None:
+    from lrconsole.core.lrfind import suggest
+
+    lrs = [1e-6 * 10 ** (i / 10) for i in range(60)]
+    # Noisy and flat at first (its lowest point is the second one), then a steep fall
+    # around 1e-3, then the rise of divergence.
+    losses = [5.0, 4.0, 5.1, 4.9, 5.2] + [5.0] * 25 + [5.0 - 0.3 * i for i in range(10)]
+    losses += [2.5 + 0.5 * i for i in range(20)]
+    valley, steepest, lowest = suggest(lrs, losses)
+    assert lrs[30] < steepest < lrs[40]  # on the fall, not at the noisy start
+    assert lowest == lrs[39]
+    assert lrs[30] <= valley <= lrs[40]

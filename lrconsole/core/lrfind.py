@@ -86,9 +86,11 @@ def suggest(lrs: list[float], losses: list[float]) -> tuple[float, float, float]
         first = lrs[0] if lrs else 1e-3
         return first, first, first
     low = min(range(len(losses)), key=losses.__getitem__)
+    # As fastai's `steep`: over the whole sweep, not only before the minimum (a noisy flat
+    # start can put the minimum at the second point, leaving nothing to compare).
     slopes = [
         (losses[i + 1] - losses[i - 1]) / (math.log(lrs[i + 1]) - math.log(lrs[i - 1]))
-        for i in range(1, max(low, 2))
+        for i in range(1, len(lrs) - 1)
     ]
     steepest = 1 + min(range(len(slopes)), key=slopes.__getitem__)
     return lrs[valley(losses)], lrs[steepest], lrs[low]
