@@ -10,13 +10,16 @@ bit for bit (same machine, same thread count).
 
 from __future__ import annotations
 
+import argparse
 import random
-import sys
+from pathlib import Path
 
 import torch
 
 from lrconsole import Schedule
 from lrconsole.core.lesson import make_lesson_task
+from lrconsole.core.task import build_optimizer
+from lrconsole.errors import UserError
 
 
 def seed_all(seed: int) -> None:
@@ -26,12 +29,15 @@ def seed_all(seed: int) -> None:
 
 def main(path: str) -> None:
     schedule = Schedule.load(path)
+    if schedule.task.spec != "lesson":
+        raise UserError(f"{path}: this example replays the lesson task, not {schedule.task.spec!r}")
     torch.set_num_threads(schedule.threads or 1)
     seed_all(schedule.seed)
     task = make_lesson_task(**schedule.task.args)
     seed_all(schedule.seed)  # lrconsole seeds again once the task is built
     model, loss_fn = task.model, task.loss
-    optimizer = torch.optim.SGD(model.parameters(), lr=1.0, **schedule.optimizer.kwargs)
+    # The optimizer the schedule names, built as lrconsole builds it (its LR is set below).
+    optimizer = build_optimizer(schedule.optimizer, model.parameters(), lr=1.0)
     scheduler = schedule.lambda_lr(optimizer, steps_per_epoch=len(task.train_loader))
     epochs = int(schedule.total_epochs(len(task.train_loader)))
     print("epoch,lr,train_loss,test_loss")
@@ -54,4 +60,16 @@ def main(path: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "examples/lesson_15_1.yaml")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "schedule",
+        nargs="?",
+        default=str(Path(__file__).parent / "lesson_15_1.yaml"),
+        help="an exported schedule YAML (default: lesson_15_1.yaml beside this script)",
+    )
+    try:
+        main(parser.parse_args().schedule)
+    except UserError as exc:  # a missing or malformed file: one line, exit 2
+        parser.error(str(exc))

@@ -108,7 +108,7 @@ def test_stop_after_epoch_and_replace_queue(tmp_path: Path) -> None:
     engine.run()
     trainer.close()
     assert reasons == ["stop"]
-    assert [s.describe() for s in trainer.plan.segments] == ["2 epochs @ 0.03", "1 epochs @ 0.001"]
+    assert [s.describe() for s in trainer.plan.segments] == ["2 epochs @ 0.03", "1 epoch @ 0.001"]
     assert engine.global_epoch == 3
 
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, NoReturn
 
 from lrconsole import __version__
 from lrconsole.errors import UserError
@@ -15,15 +18,59 @@ Steer PyTorch training by hand: train a few epochs at a learning rate, look at t
 curves, choose the next epochs and LR. With no command, opens the console."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line: `lrconsole: error: ...`, exit 2."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.commands: dict[str, Parser] = {}
+
+    def error(self, message: str) -> NoReturn:
+        message = " ".join(message.split())
+        self.exit(2, f"lrconsole: error: {message} (see {self.prog} --help)\n")
+
+
+def whole(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number >= `minimum`."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be a whole number >= {minimum}, got {text!r}")
+        return value
+
+    return parse
+
+
+def seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
+    return value
+
+
+def folder_path(text: str) -> Path:
+    if not text:
+        raise argparse.ArgumentTypeError("must not be empty")
+    return Path(text)
+
+
+def build_parser() -> Parser:
+    common = Parser(add_help=False)
     common.add_argument(
         "--sessions-dir",
-        type=Path,
+        type=folder_path,
         default=argparse.SUPPRESS,
         help="where session folders live (default: ./sessions)",
     )
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="lrconsole",
         description=DESCRIPTION,
         parents=[common],
@@ -32,13 +79,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lrconsole {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    def add(name: str, help_text: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help_text, description=help_text, parents=[common])
+    def add(name: str, help_text: str) -> Parser:
+        command = sub.add_parser(name, help=help_text, description=help_text, parents=[common])
+        parser.commands[name] = command
+        return command
 
     p = add("new", "open the console on a new session")
     p.add_argument("name", nargs="?", help="session name (default: lesson-<date>)")
     p.add_argument("--task", default=None, help="lesson, module.path:factory or file.py:factory")
-    p.add_argument("--seed", type=int, default=None, help="training seed (default 0)")
+    p.add_argument("--seed", type=whole(0), default=None, help="training seed (default 0)")
 
     p = add("open", "open the console on a session, resuming it")
     p.add_argument("session", help="a session name or path")
@@ -51,21 +100,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("session", help="a session name or path")
     p.add_argument("--schedule", type=Path, help="schedule YAML (required for a new session)")
     p.add_argument("--task", default=None, help="override the schedule's task spec")
-    p.add_argument("--seed", type=int, default=None, help="override the schedule's seed")
+    p.add_argument("--seed", type=whole(0), default=None, help="override the schedule's seed")
     p.add_argument(
         "--detach", action="store_true", help="start a runner in the background and return"
     )
     p.add_argument("--no-tensorboard", action="store_true", help="skip TensorBoard logging")
     p.add_argument(
         "--nproc",
-        type=int,
+        type=whole(1),
         default=1,
         metavar="N",
         help="train with N processes under torchrun (DDP: gloo on CPU, nccl on GPU)",
     )
     p.add_argument(
         "--checkpoint-every",
-        type=float,
+        type=seconds,
         default=2.0,
         metavar="SECONDS",
         help="checkpoint at the first epoch end this long after the last one (default 2)",
@@ -73,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("export", "write the path a session took as a replayable schedule YAML")
     p.add_argument("session", help="a session name or path")
-    p.add_argument("-o", "--output", type=Path, help="output file (default: standard output)")
+    p.add_argument("-o", "--output", metavar="FILE", help="output file; - or none: standard output")
 
     add("sessions", "list sessions: name, task, epochs, last metrics, state")
 
@@ -89,32 +138,82 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("rollback", "go back to a kept checkpoint; the abandoned path stays as a branch")
     p.add_argument("session", help="a session name or path")
-    p.add_argument("--epoch", type=int, help="the epoch to go back to (default: list them)")
+    p.add_argument("--epoch", type=whole(0), help="the epoch to go back to (default: list them)")
 
     p = add("lr-find", "LR range test on a copy of the model; proposes an LR")
     p.add_argument("session", help="a session name or path")
-    p.add_argument("--start-lr", type=float, default=1e-6)
-    p.add_argument("--end-lr", type=float, default=10.0)
-    p.add_argument("--steps", type=int, default=100)
+    p.add_argument(
+        "--start-lr",
+        type=float,
+        default=1e-6,
+        metavar="LR",
+        help="the sweep's first LR, > 0 (default 1e-6)",
+    )
+    p.add_argument(
+        "--end-lr",
+        type=float,
+        default=10.0,
+        metavar="LR",
+        help="the sweep's last LR, above --start-lr, at most 10 (default 10)",
+    )
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=100,
+        metavar="N",
+        help="batches in the sweep, 5 to 10000 (default 100); it stops early on divergence",
+    )
 
     p = add("preview", "draw a schedule's LR curve in the terminal")
     p.add_argument("file", type=Path, help="a schedule YAML")
-    p.add_argument("--steps-per-epoch", type=int, default=None)
+    p.add_argument(
+        "--steps-per-epoch",
+        type=whole(1),
+        default=None,
+        metavar="N",
+        help="optimizer steps per epoch (default: the schedule's steps_per_epoch, else 1)",
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not hasattr(args, "sessions_dir"):
-        args.sessions_dir = Path("sessions")
+    check(parser, args)
     try:
-        return dispatch(args)
+        code = dispatch(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return code
     except UserError as exc:
         print(f"lrconsole: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader left (`lrconsole show X | head -1`): stop quietly. Python flushes
+        # stdout again at exit, so point it at devnull first (the Python docs' recipe).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+
+
+def check(parser: Parser, args: argparse.Namespace) -> None:
+    """What argparse cannot check one argument at a time; exits 2 with one line."""
+    command = parser.commands.get(args.command, parser)
+    given = hasattr(args, "sessions_dir")
+    if not given:
+        args.sessions_dir = Path("sessions")
+    if args.sessions_dir.exists() and not args.sessions_dir.is_dir():
+        default = "" if given else " (the default)"
+        command.error(f"--sessions-dir: {args.sessions_dir}{default} is a file, not a folder")
+    if args.command == "lr-find":  # the runner's rules: 0 < start_lr < end_lr <= 10, steps
+        from lrconsole.protocol import ProtocolError, check_args
+
+        options = {"start_lr": args.start_lr, "end_lr": args.end_lr, "steps": args.steps}
+        try:
+            check_args("lr_find", options)
+        except ProtocolError as exc:
+            command.error(exc.message)
 
 
 def dispatch(args: argparse.Namespace) -> int:

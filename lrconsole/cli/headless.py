@@ -12,7 +12,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, TextIO
 
 from lrconsole.core.manifest import MANIFEST, resolve_session
-from lrconsole.core.schedule import Schedule, TaskSpec
+from lrconsole.core.schedule import OptimizerSpec, Schedule, TaskSpec
 from lrconsole.errors import UserError
 
 if TYPE_CHECKING:
@@ -29,6 +29,11 @@ def load_schedule(args: argparse.Namespace) -> Schedule | None:
             raise UserError("--task and --seed need --schedule")
         return None
     schedule = Schedule.load(args.schedule)
+    if schedule.optimizer != OptimizerSpec():  # plain SGD always builds: no torch import
+        from lrconsole.core.task import check_optimizer
+
+        # Refused here, naming the file, before a session folder or a runner exists.
+        check_optimizer(schedule.optimizer, str(args.schedule))
     if args.task is not None:
         schedule = replace(schedule, task=TaskSpec(args.task))
     if args.seed is not None:

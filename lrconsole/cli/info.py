@@ -13,22 +13,21 @@ from lrconsole.core.manifest import (
     resolve_session,
 )
 from lrconsole.core.plan import Plan
+from lrconsole.errors import UserError
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     folder = resolve_session(args.sessions_dir, args.session)
     schedule = Manifest.read(folder).schedule(done_only=True)
     if not schedule.segments:
-        print(
-            f"lrconsole: session {folder.name!r} has not trained yet; nothing to export",
-            file=sys.stderr,
-        )
-        return 2
-    if args.output is None:
+        raise UserError(f"session {folder.name!r} has not trained yet; nothing to export")
+    if args.output in (None, "-"):
         sys.stdout.write(schedule.dumps())
-    else:
-        schedule.dump(args.output)
-        print(f"wrote {args.output} ({len(schedule.segments)} segments)", file=sys.stderr)
+        return 0
+    if not args.output:
+        raise UserError("-o: the output path is empty (give a file, or - for standard output)")
+    schedule.dump(args.output)  # a folder or an unwritable path: ScheduleError, one line
+    print(f"wrote {args.output} ({plural(len(schedule.segments), 'segment')})", file=sys.stderr)
     return 0
 
 
@@ -53,9 +52,14 @@ def cmd_sessions(args: argparse.Namespace) -> int:
             for k, v in s.last.items()
             if k not in ("global_epoch", "global_step", "segment", "time")
         )
-        rows.append([s.name, s.task, str(s.epochs), last or "-", s.state])
+        # The folder's name is the one to type; a copied folder keeps its manifest's name.
+        rows.append([s.dir.name, s.task, str(s.epochs), last or "-", s.state])
     print(table(rows))
     return 0
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def disk_use(folder: Path) -> int:
@@ -68,18 +72,18 @@ def cmd_show(args: argparse.Namespace) -> int:
     rows = read_metrics(folder)
     plan = Plan(m.segments, m.steps_per_epoch)
     print(
-        f"session {m.name}  task {m.task.spec}  seed {m.seed}  optimizer {m.optimizer.name}  "
+        f"session {folder.name}  task {m.task.spec}  seed {m.seed}  optimizer {m.optimizer.name}  "
         f"state {m.state}"
     )
     print(f"epoch {m.global_epoch}  step {m.global_step}  ({m.steps_per_epoch} steps per epoch)")
     if m.best:
         print(f"best {m.best['metric']} {m.best['value']:.6g} at epoch {m.best['epoch']}")
     out = [["#", "EPOCHS", "SEGMENT", f"{m.monitor} START", f"{m.monitor} END", "CHANGE", "STATUS"]]
-    for i, seg in enumerate(plan.segments):
+    for i, seg in enumerate(plan.segments):  # numbered from 1, as in the console
         start, end = plan.starts[i], plan.end_of(i)
         seg_rows = [r for r in rows if start < int(r["global_step"]) <= end]
         first_epoch = start // m.steps_per_epoch + 1
-        last_epoch = end // m.steps_per_epoch
+        last_epoch = (end - 1) // m.steps_per_epoch + 1  # the epoch of its last step
         status = (
             "done" if end <= m.global_step else "running" if start < m.global_step else "queued"
         )
@@ -88,8 +92,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         change = f"{b - a:+.4g}" if a is not None and b is not None else "-"
         out.append(
             [
-                str(i),
-                f"{first_epoch}-{last_epoch}",
+                str(i + 1),
+                f"{first_epoch}-{last_epoch}" if last_epoch > first_epoch else str(last_epoch),
                 seg.describe(),
                 f"{a:.4g}" if a is not None else "-",
                 f"{b:.4g}" if b is not None else "-",
@@ -99,5 +103,5 @@ def cmd_show(args: argparse.Namespace) -> int:
         )
     print(table(out))
     kept = len(list((folder / "checkpoints").glob("*.pt")))
-    print(f"disk use {disk_use(folder) / 1e6:.1f} MB  ({kept} checkpoints)")
+    print(f"disk use {disk_use(folder) / 1e6:.1f} MB  ({plural(kept, 'checkpoint')})")
     return 0

@@ -117,17 +117,24 @@ def cmd_preview(args: argparse.Namespace) -> int:
     )
     lrs = [schedule.lr_at_step(s, spe) for s in samples]
     starts = schedule.starts(spe)
+
+    def epoch(step: int) -> float:  # epochs count from 1, as in the console
+        return 1 + step / spe
+
     print(
         textchart.render(
-            [s / spe for s in samples],
+            [epoch(s) for s in samples],
             lrs,
             width=width,
-            marks=[s / spe for s in starts[1:]],
+            marks=[epoch(s) for s in starts[1:]],
             x_label="epoch",
         )
     )
     for i, (seg, start) in enumerate(zip(schedule.segments, starts, strict=True)):
-        print(f"  {i}: from epoch {start / spe:g}: {seg.describe()}")
+        where = f"epoch {start // spe + 1}"
+        if start % spe:
+            where += f", batch {start % spe + 1}"
+        print(f"  {i + 1}: from {where}: {seg.describe()}")
     print(f"{total / spe:g} epochs, {total} steps{note}")
     return 0
 

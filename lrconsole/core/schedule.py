@@ -33,6 +33,10 @@ class ScheduleError(UserError):
     """A schedule or segment that cannot be used."""
 
 
+class OptimizerError(ScheduleError):
+    """An optimizer spec that torch refuses: an unknown name, argument or value."""
+
+
 def check_lr(value: float, where: str = "lr") -> float:
     """Return `value` as a float, or raise naming `where` when it is unusable."""
     lr = float(value)
@@ -132,7 +136,8 @@ class Segment:
         return replace(self, epochs=None, steps=steps)
 
     def describe(self) -> str:
-        size = f"{self.epochs} epochs" if self.epochs is not None else f"{self.steps} steps"
+        count, unit = (self.epochs, "epoch") if self.epochs is not None else (self.steps, "step")
+        size = f"{count} {unit}{'s' * (count != 1)}"
         shape = "" if self.shape == "constant" else f" {self.shape}"
         fresh = " (fresh optimizer)" if self.fresh_optimizer else ""
         policies = "".join(f" +{name}" for name in POLICIES if getattr(self, name) is not None)
@@ -325,9 +330,16 @@ class Schedule:
         return header + yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     def dump(self, path: str | Path) -> None:
-        from lrconsole.core.atomic import atomic_write_text
+        """Write the YAML atomically; a path that cannot be written raises ScheduleError."""
+        from lrconsole.core.atomic import atomic_write_text, why_unwritable
 
-        atomic_write_text(Path(path), self.dumps())
+        path = Path(path)
+        if path.is_dir():
+            raise ScheduleError(f"{path}: is a folder; give a file name")
+        try:
+            atomic_write_text(path, self.dumps())
+        except OSError as exc:
+            raise ScheduleError(f"{path}: cannot write: {why_unwritable(path, exc)}") from None
 
     @classmethod
     def load(cls, path: str | Path) -> Schedule:
@@ -394,6 +406,9 @@ def _parse_schedule(check: Checker, root: Node) -> Schedule:
                 "optimizer.name",
                 f"unknown optimizer {name!r} (known: {', '.join(OPTIMIZERS)})",
             )
+        for key, value in data.items():
+            if key != "name":
+                _check_optimizer_arg(check, top["optimizer"], key, value)
         optimizer = OptimizerSpec.from_dict({**data, "name": name})
     spe = None
     if "steps_per_epoch" in top:
@@ -417,3 +432,26 @@ def _parse_schedule(check: Checker, root: Node) -> Schedule:
         ):
             check.fail(top["spike_factor"], "spike_factor", "must be a number > 1, or null for off")
     return Schedule(segments, spe, task, seed, threads, optimizer, spike)
+
+
+def _check_optimizer_arg(check: Checker, node: Node, key: Any, value: Any) -> None:
+    """The types every argument of torch's sgd, adam, adamw and rmsprop needs: a
+    finite number, true/false or null, and for `betas` two numbers. Values torch
+    refuses for other reasons (a negative momentum) are caught when it is built."""
+    if not isinstance(key, str) or not key.isidentifier():
+        check.fail(node, "optimizer", f"{key!r} is not an argument name")
+    where = f"optimizer.{key}"
+    at = check.field_node(node, f"'{key}'")
+
+    def number(v: Any) -> bool:
+        return not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
+
+    if key == "betas":
+        if not (isinstance(value, list) and len(value) == 2 and all(map(number, value))):
+            check.fail(
+                at, where, f"must be a list of two numbers, like [0.9, 0.999], got {value!r}"
+            )
+    elif isinstance(value, float) and not math.isfinite(value):
+        check.fail(at, where, f"must be a finite number, got {value!r}")
+    elif value is not None and not isinstance(value, (bool, int, float)):
+        check.fail(at, where, f"must be a number, true/false or null, got {value!r}")

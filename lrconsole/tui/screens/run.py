@@ -273,7 +273,8 @@ class RunScreen(Screen[None]):
         if ok is None:
             return
         self._plan_dirty = self._dirty = True
-        self.notify(f"queued {message.epochs} epochs @ {message.lr:g}", timeout=2)
+        unit = "epoch" if message.epochs == 1 else "epochs"
+        self.notify(f"queued {message.epochs} {unit} @ {message.lr:g}", timeout=2)
         # After the queue ran dry the runner goes on by itself once something is queued.
         # After a segment was cut short ("stop") it waits: queuing answers that wait too.
         # An operator's pause holds until space.
