@@ -110,7 +110,8 @@ def test_guard_catches_lr_10_and_rollback_restores_the_exact_metrics(
     plan = write_schedule(tmp_path / "hot.yaml", [(5, 0.03), (5, 10.0)])
     hot = lrconsole("--sessions-dir", str(sessions), "run", "hot", "--schedule", str(plan))
     assert hot.returncode == 1, hot.stderr
-    assert "diverged at epoch" in hot.stderr and "lrconsole rollback hot" in hot.stderr
+    assert "diverged at step" in hot.stderr and "lrconsole rollback hot" in hot.stderr
+    assert "the last good checkpoint (epoch 5) is kept" in hot.stderr
     assert "Traceback" not in hot.stderr
     kept = lrconsole("--sessions-dir", str(sessions), "rollback", "hot")
     assert "epochs: 5" in kept.stdout

@@ -115,8 +115,10 @@ def train_headless(trainer: Trainer, session: str) -> int:
         )
         return 0
     if reason == "diverged":
+        step, epoch = engine.diverged_at or (engine.global_step, engine.global_epoch)
         print(
-            f"diverged at {where}: the last good checkpoint is kept; roll back with "
+            f"diverged at step {step} (epoch {epoch}): the last good checkpoint "
+            f"(epoch {trainer.manifest.global_epoch}) is kept; roll back with "
             f"`lrconsole rollback {session} --epoch N` and train on at a lower LR",
             file=sys.stderr,
         )

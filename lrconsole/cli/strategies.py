@@ -31,10 +31,13 @@ def ask_runner(folder: Path, cmd: str, timeout: float = 120.0, **args: Any) -> d
 
 
 def rollback_points(folder: Path) -> list[int]:
+    """Epochs with a kept checkpoint behind the position (at it too after a divergence:
+    going back there abandons the diverged steps). Read from the files: no torch."""
     m = Manifest.read(folder)
     steps = sorted(int(p.stem.split("-")[1]) for p in (folder / "checkpoints").glob("step-*.pt"))
     spe = m.steps_per_epoch
-    return [s // spe for s in steps if s % spe == 0 and s <= m.global_step]
+    end = m.global_step if m.diverged else m.global_step - 1
+    return [s // spe for s in steps if s % spe == 0 and s <= end]
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
@@ -51,11 +54,8 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     else:
         from lrconsole.core.trainer import Trainer
 
-        trainer = Trainer.open(folder)
-        try:
-            result = trainer.rollback(args.epoch).to_dict()
-        finally:
-            trainer.close(state="stopped")
+        # Never loads the current checkpoint: a corrupt newest one cannot block going back.
+        result = Trainer.rollback_to(folder, args.epoch).to_dict()
     branch = result["branch"]
     print(
         f"{folder.name}: back at epoch {result['global_epoch']}. The abandoned path "

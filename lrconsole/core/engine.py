@@ -30,6 +30,7 @@ from lrconsole.core.task import Task, build_optimizer
 E = TypeVar("E", bound=ev.Event)
 Handler = Callable[[Any], None]
 STATE_FORMAT = 1
+GUARD_EPOCHS = 3  # the divergence guard compares with the mean loss of this many epochs
 
 
 @dataclass
@@ -72,11 +73,16 @@ class Engine:
         self.paused: str | None = None  # current pause reason, None while training
         # Set when a loss went NaN/inf or spiked: nothing is checkpointed until the operator acts.
         self.diverged = False
+        # (global step, epoch) of the step that diverged: epoch counts from 1, the epoch the
+        # bad step belongs to. None while the run is healthy.
+        self.diverged_at: tuple[int, int] | None = None
         # A batch loss above spike_factor x the lowest batch loss of the last epochs diverged.
         self.spike_factor: float | None = 10.0
         # The guard compares with the mean batch loss of recent epochs, not the lowest batch:
         # single batches of a heavy-tailed task (the lesson's) vary tenfold on their own.
-        self._recent_lows: deque[float] = deque(maxlen=3)
+        # The guard's memory is part of the checkpoint (`state_dict`), so a resumed or rolled
+        # back run makes exactly the decisions of an uninterrupted one.
+        self._recent_lows: deque[float] = deque(maxlen=GUARD_EPOCHS)
         self._spike_limit = math.inf  # spike_factor x the lowest recent epoch mean
         self._epoch_sum = 0.0
         self._epoch_count = 0
@@ -110,6 +116,7 @@ class Engine:
     def resume(self) -> None:
         with self._lock:
             self.diverged = False
+            self.diverged_at = None
             self._pause_reason = None
             self._pause_at = None
             self._poke()
@@ -328,14 +335,13 @@ class Engine:
         if value is None:
             value = math.nan
         elif not math.isfinite(value):
-            self._diverged(f"the loss is {value} at step {self.global_step} (lr {self.lr:g})")
+            self._diverged(f"the loss is {value} {self._where()}")
         elif self._spike_limit < value:
             floor = min(self._recent_lows)
             if self.spike_factor and value > self.spike_factor * floor:
                 self._diverged(
-                    f"the loss spiked to {value:.4g} at step {self.global_step} "
-                    f"(lr {self.lr:g}), over {self.spike_factor:g}x the recent mean "
-                    f"{floor:.4g}"
+                    f"the loss spiked to {value:.4g} {self._where()}, over "
+                    f"{self.spike_factor:g}x the recent mean {floor:.4g}"
                 )
         if value == value:  # not NaN
             self._epoch_sum += value
@@ -357,18 +363,30 @@ class Engine:
         if self.global_step == self._segment_end:
             self.emit(ev.SegmentEnd(index, self.global_epoch, self.global_step))
 
+    def _where(self) -> str:
+        """Where the step just counted lies: its step, the epoch it belongs to, its LR."""
+        return f"at step {self.global_step} (epoch {self.global_epoch + 1}, lr {self.lr:g})"
+
     def _diverged(self, message: str) -> None:
         with self._lock:
+            if self.diverged:  # already paused for an earlier step: report that one only
+                return
             self.diverged = True
+            # The step just counted; finish_epoch has not yet counted its epoch.
+            self.diverged_at = (self.global_step, self.global_epoch + 1)
             self._pause_reason = "error"
             self._poke()
         self.emit(ev.Error(f"{message}; paused, the last good checkpoint is kept", fatal=False))
 
     def finish_epoch(self, segment: int, metrics: dict[str, float]) -> None:
+        bad = sorted(name for name, value in metrics.items() if not math.isfinite(value))
+        if bad:
+            # Evaluation blew up although every batch loss passed: diverged all the same.
+            values = ", ".join(f"{name} {metrics[name]}" for name in bad)
+            self._diverged(f"the evaluation gave {values} {self._where()}")
         if self._epoch_count and math.isfinite(self._epoch_sum):
             self._recent_lows.append(self._epoch_sum / self._epoch_count)
-            if self.spike_factor:
-                self._spike_limit = self.spike_factor * min(self._recent_lows)
+            self._update_spike_limit()
         self._epoch_sum, self._epoch_count = 0.0, 0
         with self._lock:
             self.global_epoch += 1
@@ -377,6 +395,12 @@ class Engine:
         self.emit(
             ev.EpochEnd(self.global_epoch, self.global_step, segment, self.lr, metrics, time.time())
         )
+
+    def _update_spike_limit(self) -> None:
+        if self.spike_factor and self._recent_lows:
+            self._spike_limit = self.spike_factor * min(self._recent_lows)
+        else:
+            self._spike_limit = math.inf
 
     def evaluate(self) -> dict[str, float]:
         return evaluate(self.model, self.task)
@@ -393,15 +417,38 @@ class Engine:
                 "epoch_rng": self._epoch_rng if self._batch else None,
                 "global_step": self.global_step,
                 "global_epoch": self.global_epoch,
+                "guard": self.guard_state(),
             }
+
+    def guard_state(self) -> dict[str, Any]:
+        """The divergence guard's memory, as plain floats (weights_only-safe)."""
+        return {
+            "recent_means": [float(x) for x in self._recent_lows],
+            "epoch_sum": float(self._epoch_sum),
+            "epoch_count": int(self._epoch_count),
+        }
+
+    def load_guard_state(self, guard: Any) -> None:
+        """Restore `guard_state()`; None (a checkpoint from before it was kept) starts afresh:
+        the guard then relearns the loss level over the next epochs."""
+        self._recent_lows.clear()
+        self._epoch_sum, self._epoch_count = 0.0, 0
+        if isinstance(guard, dict):
+            self._recent_lows.extend(float(x) for x in guard.get("recent_means") or ())
+            self._epoch_sum = float(guard.get("epoch_sum", 0.0))
+            self._epoch_count = int(guard.get("epoch_count", 0))
+        self._update_spike_limit()
+
+    def planned_lr(self, step: int) -> float:
+        """The plan's LR at `step` (past the plan's end: its last segment's LR)."""
+        index, pos = self.plan.locate(step)
+        if index < len(self.plan.segments):
+            return self.plan.segments[index].lr_at(pos, self.steps_per_epoch)
+        return self.plan.segments[-1].lr if self.plan.segments else 1e-3
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
-        index, pos = self.plan.locate(int(state["global_step"]))
-        if index < len(self.plan.segments):
-            lr = self.plan.segments[index].lr_at(pos, self.steps_per_epoch)
-        else:
-            lr = self.plan.segments[-1].lr if self.plan.segments else 1e-3
+        lr = self.planned_lr(int(state["global_step"]))
         if self.owns_optimizer:
             self.optimizer = build_optimizer(self.optimizer_spec, self.model.parameters(), lr)
         self.optimizer.load_state_dict(state["optimizer"])
@@ -413,8 +460,7 @@ class Engine:
         self._pending_rng = state["rng"]
         self._iter = None
         self._segment_index = self._segment_end = self._segment_version = -1
-        self._recent_lows.clear()  # the spike guard relearns the loss level from here
-        self._spike_limit = math.inf
+        self.load_guard_state(state.get("guard"))
 
 
 @torch.no_grad()

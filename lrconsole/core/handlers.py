@@ -50,6 +50,10 @@ class TensorBoardLogger:
             self.writer.add_scalar("lr", event.lr, event.global_epoch)
         self.writer.flush()
 
+    def discard(self) -> None:
+        """Drop the epochs not yet written (past the last checkpoint: they are redone)."""
+        self.pending = []
+
     def close(self) -> None:
         self.flush()
         self.writer.close()

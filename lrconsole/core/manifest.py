@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,9 @@ class Manifest:
     branches: list[dict[str, Any]] = field(default_factory=list)
     # Where a plateau or early-stopping policy acted on this path: {epoch, policy, lr}.
     policy_marks: list[dict[str, Any]] = field(default_factory=list)
+    # Set while the last run diverged past the checkpoint: {step, epoch, lr} of the bad step
+    # (epoch: the one it belongs to, from 1). Cleared by the next checkpoint or a rollback.
+    diverged: dict[str, Any] | None = None
     torch_version: str = ""
     created: str = field(default_factory=now_iso)
     updated: str = field(default_factory=now_iso)
@@ -80,7 +84,7 @@ class Manifest:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "format": MANIFEST_FORMAT,
             "name": self.name,
             "lrconsole": __version__,
@@ -106,6 +110,9 @@ class Manifest:
             "policy_marks": self.policy_marks,
             "segments": [s.to_dict() for s in self.segments],
         }
+        if self.diverged is not None:  # only then: manifests of healthy runs stay as they were
+            out["diverged"] = self.diverged
+        return out
 
     def write(self, folder: Path) -> None:
         self.updated = now_iso()
@@ -151,6 +158,7 @@ def _parse(text: str, source: str) -> Manifest:
         "branches",
         "policy_marks",
         "spike_factor",
+        "diverged",
         "segments",
     )
     top = check.mapping(root, "manifest", optional=keys)
@@ -171,7 +179,8 @@ def _parse(text: str, source: str) -> Manifest:
         segments = [
             Segment.from_dict(s, f"segments[{i}]") for i, s in enumerate(data["segments"] or [])
         ]
-        return Manifest(
+        diverged = data.get("diverged")
+        manifest = Manifest(
             name=str(data.get("name") or Path(source).parent.name),
             task=TaskSpec(str(task["spec"]), dict(task.get("args") or {})),
             seed=int(data.get("seed", 0)),
@@ -192,6 +201,13 @@ def _parse(text: str, source: str) -> Manifest:
             spike_factor=data.get("spike_factor", 10.0),
             branches=list(data.get("branches") or []),
             policy_marks=[dict(mark) for mark in data.get("policy_marks") or []],
+            diverged=None
+            if diverged is None
+            else {
+                "step": int(diverged["step"]),
+                "epoch": int(diverged["epoch"]),
+                "lr": float(diverged["lr"]),
+            },
             torch_version=str(data.get("torch", "")),
             created=str(data.get("created", "")),
             updated=str(data.get("updated", "")),
@@ -200,6 +216,40 @@ def _parse(text: str, source: str) -> Manifest:
         raise SessionError(f"{source}: malformed manifest ({type(exc).__name__}: {exc})") from None
     except YamlError:
         raise
+    _check_position(manifest, source, listed=data["segments"] is not None)
+    return manifest
+
+
+CHECKPOINT_NAME = re.compile(r"checkpoints/step-(\d+)\.pt")
+
+
+def _check_position(m: Manifest, source: str, listed: bool) -> None:
+    """The position must lie on the segments listed and match the checkpoint named.
+
+    A manifest cut at a line boundary is still valid YAML: without this, a session cut
+    after its first segment would show, export and replay only that segment.
+    `segments: []` with a position is let through (a hand-written manifest that records
+    no plan); `segments:` with nothing after it is a manifest cut short.
+    """
+    spe = m.steps_per_epoch
+    if spe < 1:
+        raise SessionError(f"{source}: steps_per_epoch must be at least 1, got {spe}")
+    if m.global_step < 0 or m.global_epoch < 0:
+        raise SessionError(
+            f"{source}: position epoch {m.global_epoch} step {m.global_step} is negative"
+        )
+    covered = sum(seg.length(spe) for seg in m.segments)
+    if m.global_step > covered and (m.segments or not listed):
+        raise SessionError(
+            f"{source}: position epoch {m.global_epoch} lies past the segments listed "
+            f"({covered / spe:g} epochs): truncated or edited by hand?"
+        )
+    named = CHECKPOINT_NAME.fullmatch(m.checkpoint) if isinstance(m.checkpoint, str) else None
+    if named is not None and int(named.group(1)) != m.global_step:
+        raise SessionError(
+            f"{source}: checkpoint {m.checkpoint} does not match position step "
+            f"{m.global_step}: edited by hand?"
+        )
 
 
 # -- finding sessions ------------------------------------------------------------------
@@ -271,8 +321,10 @@ def summarize(folder: Path) -> SessionSummary:
     best = (m.monitor, float(m.best["value"])) if m.best else None
     pid = runner_pid(folder)
     state = ("paused" if m.state == "paused" else "running") if pid else "stopped"
+    # The folder's name, not the manifest's: it is what commands take, and a copied folder
+    # keeps the name it was created under in its manifest.
     return SessionSummary(
-        m.name, folder, m.task.spec, m.global_epoch, best, last_metrics(folder), state
+        folder.name, folder, m.task.spec, m.global_epoch, best, last_metrics(folder), state
     )
 
 

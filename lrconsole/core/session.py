@@ -7,6 +7,7 @@ import fcntl
 import io
 import os
 import pickle
+import re
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -70,24 +71,37 @@ def save_checkpoint(folder: Path, state: dict[str, Any]) -> str:
     return rel
 
 
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive
+
+
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Load with weights_only=True: a file that carries pickled code is refused."""
+    """Load with weights_only=True: a file that carries pickled code is refused.
+
+    A file that is not a whole, intact zip archive is corrupt or truncated; only an intact
+    archive whose unpickler refuses a global "carries pickled objects".
+    """
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         raise SessionError(f"{path}: checkpoint is missing") from None
     except OSError as exc:
-        raise SessionError(f"{path}: cannot read checkpoint: {exc}") from None
+        raise SessionError(f"{path}: cannot read checkpoint: {exc.strerror or exc}") from None
+    damage = _archive_damage(data)
+    if damage is not None:
+        raise SessionError(f"{path}: corrupt or truncated checkpoint ({damage})")
     try:
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe content"
-        raise SessionError(
-            f"{path}: refused: the checkpoint carries pickled objects that weights_only "
-            f"loading does not allow ({first[:120]})"
-        ) from None
+        refused = REFUSED_GLOBAL.search(str(exc))
+        if refused is not None:
+            raise SessionError(
+                f"{path}: refused: the checkpoint carries pickled objects that weights_only "
+                f"loading does not allow ({refused.group(1)})"
+            ) from None
+        reason = brief(_torch_reason(str(exc)) or type(exc).__name__)
+        raise SessionError(f"{path}: corrupt or truncated checkpoint ({reason})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
-        reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        reason = brief(str(exc) or type(exc).__name__)
         raise SessionError(f"{path}: corrupt or truncated checkpoint ({reason})") from None
     if not isinstance(state, dict) or not {"model", "optimizer", "rng", "global_step"} <= set(
         state
@@ -97,7 +111,72 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise SessionError(
             f"{path}: checkpoint format {state['format']} is newer than this lrconsole"
         )
+    if not _guard_ok(state.get("guard")):
+        raise SessionError(f"{path}: not an lrconsole checkpoint (malformed guard state)")
     return state
+
+
+# torch names the global it refused: "Unsupported global: GLOBAL os.system was not an
+# allowed global ..." or "Trying to load unsupported GLOBAL posix.system whose module ...".
+REFUSED_GLOBAL = re.compile(r"\bGLOBAL ([\w.]+)")
+# The advice torch wraps around every weights_only failure: not the reason.
+TORCH_BOILERPLATE = ("Weights only load failed", "Please file an issue", "Check the documentation")
+
+
+def _archive_damage(data: bytes) -> str | None:
+    """Why `data` is not an intact zip archive (as torch.save writes), or None."""
+    if not data:
+        return "the file is empty"
+    if not data.startswith(ZIP_MAGIC):
+        return "not a torch zip archive"
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            for info in archive.infolist():
+                if info.CRC == 0 and info.file_size:
+                    continue  # written with torch's CRC32 turned off: nothing to compare
+                with archive.open(info) as member:  # reading to the end checks the CRC
+                    while member.read(1 << 20):
+                        pass
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, OSError) as exc:
+        return f"the zip archive is damaged: {brief(str(exc) or type(exc).__name__)}"
+    return None
+
+
+def _torch_reason(message: str) -> str:
+    """The line of a torch error that says what went wrong, without its advice."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    for line in lines:
+        if not line.startswith(TORCH_BOILERPLATE):
+            return line.removeprefix("WeightsUnpickler error:").strip() or line
+    return lines[0] if lines else ""
+
+
+def brief(text: str, limit: int = 120) -> str:
+    """The first line of `text`, cut at a word boundary to at most `limit` characters."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    line = lines[0] if lines else ""
+    if len(line) <= limit:
+        return line
+    cut = line[: limit - 1]
+    if " " in cut:
+        cut = cut[: cut.rindex(" ")]
+    return cut.rstrip(" ,;:.") + "..."
+
+
+def _guard_ok(guard: Any) -> bool:
+    """The divergence guard's memory (Engine.guard_state): absent in older checkpoints."""
+    if guard is None:
+        return True
+    if not isinstance(guard, dict):
+        return False
+    means = guard.get("recent_means", [])
+    number = (int, float)
+    return (
+        isinstance(means, list)
+        and all(isinstance(x, number) and not isinstance(x, bool) for x in means)
+        and isinstance(guard.get("epoch_sum", 0.0), number)
+        and isinstance(guard.get("epoch_count", 0), int)
+    )
 
 
 def list_checkpoints(folder: Path) -> list[Path]:
@@ -161,6 +240,11 @@ class MetricsLog:
             self._pending.clear()
             self._handle.flush()
             os.fsync(self._handle.fileno())
+
+    def discard_pending(self) -> list[dict[str, Any]]:
+        """Drop the rows not yet synced (epochs past the last checkpoint); returns them."""
+        pending, self._pending = self._pending, []
+        return pending
 
     def close(self) -> None:
         if self._handle is not None:

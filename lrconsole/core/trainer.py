@@ -20,7 +20,7 @@ from lrconsole.core.manifest import MANIFEST, Manifest, SessionError
 from lrconsole.core.plan import Plan
 from lrconsole.core.policies import Policies
 from lrconsole.core.rng import seed_everything
-from lrconsole.core.schedule import Schedule, ScheduleError
+from lrconsole.core.schedule import Schedule, ScheduleError, Segment
 from lrconsole.core.session import (
     MetricsLog,
     SessionLock,
@@ -84,6 +84,32 @@ class Trainer:
         return trainer
 
     @classmethod
+    def rollback_to(cls, folder: Path, epoch: int, *, tensorboard: bool = True) -> ev.RolledBack:
+        """Roll a session no process is training back to `epoch`, and close it.
+
+        The current checkpoint is never loaded: a corrupt newest checkpoint does not block
+        going back to an intact older one (and stays where it is, untouched). Everything is
+        checked, and the checkpoint at `epoch` loaded, before anything is written.
+        """
+        manifest = Manifest.read(folder)
+        lock = SessionLock(folder)
+        lock.acquire()
+        try:
+            trainer = cls._build(folder, manifest, None, lock, load=False)
+            state = trainer._rollback_state(epoch)
+            trainer._start(2.0, tensorboard)
+        except BaseException:
+            lock.release()
+            raise
+        try:
+            event = trainer.rollback(epoch, state)
+        except BaseException:
+            trainer.close(state="stopped", save=False)
+            raise
+        trainer.close(state="stopped")
+        return event
+
+    @classmethod
     def _build(
         cls,
         folder: Path,
@@ -92,7 +118,10 @@ class Trainer:
         lock: SessionLock,
         given_task: Task | None = None,
         optimizer: torch.optim.Optimizer | None = None,
+        load: bool = True,
     ) -> Trainer:
+        """`load` False: leave the current checkpoint unread (`rollback_to` loads another);
+        the engine then stands at the manifest's position with untrained weights."""
         source = manifest.schedule(done_only=False) if manifest else schedule
         assert source is not None
         threads = source.threads
@@ -149,9 +178,14 @@ class Trainer:
         if optimizer is not None:  # the user's own optimizer: keep it, never rebuild it
             trainer.engine.optimizer = optimizer
             trainer.engine.owns_optimizer = False
-        if manifest.checkpoint:
+        engine = trainer.engine
+        if not load:
+            engine.global_step = engine._claimed = manifest.global_step
+            engine.global_epoch = manifest.global_epoch
+            engine.lr = engine.planned_lr(manifest.global_step)
+        elif manifest.checkpoint:
             state = load_checkpoint(folder / manifest.checkpoint)
-            trainer.engine.load_state_dict(state)
+            engine.load_state_dict(state)
         elif manifest.global_step:
             raise SessionError(f"{folder / MANIFEST}: position without a checkpoint")
         return trainer
@@ -167,10 +201,13 @@ class Trainer:
             )
             engine.on(ev.EpochEnd, self._log_tensorboard)
         engine.on(ev.EpochEnd, Policies(self).on_epoch)
-        # Marks past the checkpoint belong to epochs that are trained again.
+        # Marks and a best epoch past the checkpoint belong to epochs that are trained again.
         m = self.manifest
         m.policy_marks = [mark for mark in m.policy_marks if mark["epoch"] <= engine.global_epoch]
+        if m.best is not None and int(m.best.get("epoch", 0)) > engine.global_epoch:
+            m.best = best_of(self.history, m.monitor, m.monitor_mode)
         engine.on(ev.PolicyFired, self._record_policy)
+        engine.on(ev.Error, self._record_divergence)
         checkpointer = Checkpointer(self, checkpoint_interval)
         engine.on(ev.EpochEnd, checkpointer.on_epoch)
         engine.on(ev.SegmentEnd, checkpointer.on_segment_end)
@@ -190,6 +227,17 @@ class Trainer:
         mark = {"epoch": event.global_epoch, "policy": event.policy, "lr": event.lr}
         if mark not in self.manifest.policy_marks:
             self.manifest.policy_marks.append(mark)
+            self.write_manifest()
+
+    def _record_divergence(self, event: ev.Error) -> None:
+        """Keep in the manifest that the run diverged past its checkpoint: a rollback to
+        that checkpoint then still has a diverged path to abandon, after a restart too."""
+        at = self.engine.diverged_at
+        if at is None:
+            return
+        mark = {"step": at[0], "epoch": at[1], "lr": self.engine.lr}
+        if self.manifest.diverged != mark:
+            self.manifest.diverged = mark
             self.write_manifest()
 
     # -- persistence ------------------------------------------------------------------
@@ -216,6 +264,7 @@ class Trainer:
         m.global_step = int(state["global_step"])
         m.global_epoch = int(state["global_epoch"])
         m.state = "paused" if engine.paused else "running"
+        m.diverged = None  # a good checkpoint past any divergence: the path goes on from here
         self.write_manifest()
         prune_checkpoints(self.folder, self.plan, m.keep_checkpoints, [rel])
         return rel
@@ -225,6 +274,12 @@ class Trainer:
         try:
             if save and self.checkpointer is not None:
                 self.checkpointer.save()
+            if self.engine.diverged:
+                # Nothing is checkpointed after a divergence: the epochs since the last good
+                # checkpoint (the bad one too) are trained again, so they are not written.
+                self.metrics_log.discard_pending()
+                if self.tensorboard is not None:
+                    self.tensorboard.discard()
             self.manifest.state = state
             self.write_manifest()
         finally:
@@ -244,18 +299,50 @@ class Trainer:
                 out.append(step // spe)
         return out
 
-    def rollback(self, epoch: int) -> ev.RolledBack:
-        """Go back to the checkpoint at `epoch`; the abandoned path is kept as a branch.
+    def _rollback_state(self, epoch: int) -> dict[str, Any]:
+        """Check that going back to `epoch` means something; its checkpoint's state."""
+        self._check_rollback(epoch)
+        return load_checkpoint(self.folder / checkpoint_name(epoch * self.manifest.steps_per_epoch))
 
-        Call on the training thread (`engine.submit`) or while nothing trains.
-        """
-        engine, m = self.engine, self.manifest
+    def _check_rollback(self, epoch: int) -> None:
+        m = self.manifest
         points = self.rollback_points()
         if epoch not in points:
             kept = ", ".join(map(str, points)) or "none"
             raise SessionError(f"no checkpoint at epoch {epoch}; kept epochs: {kept}")
         step = epoch * m.steps_per_epoch
-        state = load_checkpoint(self.folder / checkpoint_name(step))
+        if step == self.engine.global_step and self._diverged_past() is None:
+            raise SessionError(f"already at epoch {epoch}: nothing to roll back")
+
+    def _diverged_past(self) -> tuple[int, int] | None:
+        """(step, epoch) of a diverged step past the engine's position, if any: in the
+        engine when it diverged here, else in the manifest when an earlier run did."""
+        engine, mark = self.engine, self.manifest.diverged
+        if engine.diverged_at is not None:
+            return engine.diverged_at
+        if mark is not None and int(mark.get("step", 0)) > engine.global_step:
+            return int(mark["step"]), int(mark.get("epoch", 0))
+        return None
+
+    def rollback(self, epoch: int, state: dict[str, Any] | None = None) -> ev.RolledBack:
+        """Go back to the checkpoint at `epoch`; the abandoned path is kept as a branch.
+
+        Going back to where the session stands is refused, unless it diverged past there.
+        `state`: the checkpoint at `epoch`, when the caller loaded it already.
+        Call on the training thread (`engine.submit`) or while nothing trains.
+        """
+        engine, m = self.engine, self.manifest
+        if state is None:
+            state = self._rollback_state(epoch)
+        else:
+            self._check_rollback(epoch)
+        step = epoch * m.steps_per_epoch
+        # How far the abandoned path got: a diverged step past the position counts.
+        reached_step, reached_epoch = engine.global_step, engine.global_epoch
+        diverged = self._diverged_past()
+        if diverged is not None:
+            reached_step = max(reached_step, diverged[0])
+            reached_epoch = max(reached_epoch, diverged[1])
         lr_at_fork = engine.lr
         # The abandoned path: its metrics after the fork and the schedule it followed.
         branch_dir = self.folder / BRANCHES
@@ -263,23 +350,26 @@ class Trainer:
         name = f"path-{m.path}"
         dropped = self.metrics_log.truncate(epoch)
         write_rows(branch_dir / f"{name}.csv", self.metrics_log.columns, dropped)
-        self.schedule(done_only=True).dump(branch_dir / f"{name}.yaml")
+        with engine._lock:
+            followed = self._schedule(self.plan.done(reached_step))
+        followed.dump(branch_dir / f"{name}.yaml")
         branch = {
             "path": m.path,
             "fork_epoch": epoch,
-            "epochs": engine.global_epoch,
+            "epochs": reached_epoch,
             "metrics": f"{BRANCHES}/{name}.csv",
             "schedule": f"{BRANCHES}/{name}.yaml",
         }
         m.branches.append(branch)
         m.path += 1
         m.policy_marks = [mark for mark in m.policy_marks if mark["epoch"] <= epoch]
+        m.diverged = None
         self.history = self.history[:epoch]
         m.best = best_of(self.history, m.monitor, m.monitor_mode)
         with engine._lock:
             self.plan.reset(self.plan.done(step))
             engine.load_state_dict(state)
-            engine.diverged = False
+            engine.diverged, engine.diverged_at = False, None
             engine._pause_reason = None
             engine._poke()
         if self.tensorboard is not None:  # the new path is a new TensorBoard run
@@ -288,6 +378,12 @@ class Trainer:
         m.checkpoint = checkpoint_name(step)
         m.global_step, m.global_epoch = step, epoch
         self.write_manifest()
+        # The abandoned path's checkpoints go: left behind, pruning would count them as the
+        # newest and a later rollback could load the wrong path's weights. The branch's
+        # schedule replays it exactly, should anyone want those weights back.
+        for path in list_checkpoints(self.folder):
+            if int(path.stem.split("-")[1]) > step:
+                path.unlink()
         if self.checkpointer is not None:
             self.checkpointer.last_step = step
         event = ev.RolledBack(epoch, step, branch, lr_at_fork)
@@ -298,16 +394,19 @@ class Trainer:
     def schedule(self, done_only: bool = True) -> Schedule:
         with self.engine._lock:
             segments = self.plan.done(self.engine.global_step) if done_only else self.plan.segments
-            m = self.manifest
-            return Schedule(
-                list(segments),
-                m.steps_per_epoch,
-                m.task,
-                m.seed,
-                m.threads,
-                m.optimizer,
-                m.spike_factor,
-            )
+            return self._schedule(segments)
+
+    def _schedule(self, segments: list[Segment]) -> Schedule:
+        m = self.manifest
+        return Schedule(
+            list(segments),
+            m.steps_per_epoch,
+            m.task,
+            m.seed,
+            m.threads,
+            m.optimizer,
+            m.spike_factor,
+        )
 
 
 # Files a launcher may put in a new session folder before the runner creates the session.
