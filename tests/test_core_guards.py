@@ -199,6 +199,12 @@ def test_rollback_to_the_current_epoch_is_refused_and_writes_nothing(
     assert not (four_epochs / "tb" / "path-1").exists()
     m = Manifest.read(four_epochs)
     assert (m.path, m.branches, m.global_epoch) == (0, [], 4)
+    # Nor is it offered: not by the CLI's list, not by the runner's (the console's picker).
+    listed = lrconsole("--sessions-dir", str(four_epochs.parent), "rollback", "s")
+    assert listed.stdout.strip().endswith("epochs: 2"), listed.stdout
+    trainer = Trainer.open(four_epochs, tensorboard=False)
+    assert trainer.rollback_points() == [2]
+    trainer.close()
 
 
 # -- 3. a corrupt newest checkpoint does not block going back to an older one -------------

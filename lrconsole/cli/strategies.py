@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from lrconsole import textchart
-from lrconsole.core.manifest import SOCKET, Manifest, resolve_session
+from lrconsole.core.manifest import SOCKET, Manifest, resolve_session, rollback_epochs
 from lrconsole.core.schedule import Schedule
 from lrconsole.errors import UserError
 from lrconsole.runner.launch import runner_alive
@@ -31,13 +31,8 @@ def ask_runner(folder: Path, cmd: str, timeout: float = 120.0, **args: Any) -> d
 
 
 def rollback_points(folder: Path) -> list[int]:
-    """Epochs with a kept checkpoint behind the position (at it too after a divergence:
-    going back there abandons the diverged steps). Read from the files: no torch."""
     m = Manifest.read(folder)
-    steps = sorted(int(p.stem.split("-")[1]) for p in (folder / "checkpoints").glob("step-*.pt"))
-    spe = m.steps_per_epoch
-    end = m.global_step if m.diverged else m.global_step - 1
-    return [s // spe for s in steps if s % spe == 0 and s <= end]
+    return rollback_epochs(folder, m.steps_per_epoch, m.global_step, m.diverged is not None)
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:

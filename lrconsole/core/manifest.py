@@ -252,6 +252,15 @@ def _check_position(m: Manifest, source: str, listed: bool) -> None:
         )
 
 
+def rollback_epochs(folder: Path, steps_per_epoch: int, position: int, diverged: bool) -> list[int]:
+    """Epochs a session can go back to: a kept checkpoint at an epoch boundary behind
+    `position` (a global step), or at it after a divergence past it (going back there
+    abandons the diverged steps). Reads file names only: the CLI lists them without torch."""
+    end = position if diverged else position - 1
+    steps = sorted(int(p.stem.split("-")[1]) for p in (folder / "checkpoints").glob("step-*.pt"))
+    return [s // steps_per_epoch for s in steps if s % steps_per_epoch == 0 and s <= end]
+
+
 # -- finding sessions ------------------------------------------------------------------
 def resolve_session(sessions_dir: Path, name_or_path: str, must_exist: bool = True) -> Path:
     """A session given by name (inside `sessions_dir`) or by path."""

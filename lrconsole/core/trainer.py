@@ -16,7 +16,7 @@ import torch
 from lrconsole.core import events as ev
 from lrconsole.core.engine import Engine
 from lrconsole.core.handlers import Checkpointer, MetricsRecorder, TensorBoardLogger
-from lrconsole.core.manifest import MANIFEST, Manifest, SessionError
+from lrconsole.core.manifest import MANIFEST, Manifest, SessionError, rollback_epochs
 from lrconsole.core.plan import Plan
 from lrconsole.core.policies import Policies
 from lrconsole.core.rng import seed_everything
@@ -290,14 +290,10 @@ class Trainer:
 
     # -- rollback ----------------------------------------------------------------------
     def rollback_points(self) -> list[int]:
-        """Epochs with a kept checkpoint at an epoch boundary, on the current path."""
+        """Epochs with a kept checkpoint to go back to, on the current path."""
+        diverged = self._diverged_past() is not None
         spe = self.manifest.steps_per_epoch
-        out = []
-        for path in list_checkpoints(self.folder):
-            step = int(path.stem.split("-")[1])
-            if step % spe == 0 and step <= self.engine.global_step:
-                out.append(step // spe)
-        return out
+        return rollback_epochs(self.folder, spe, self.engine.global_step, diverged)
 
     def _rollback_state(self, epoch: int) -> dict[str, Any]:
         """Check that going back to `epoch` means something; its checkpoint's state."""
@@ -305,14 +301,12 @@ class Trainer:
         return load_checkpoint(self.folder / checkpoint_name(epoch * self.manifest.steps_per_epoch))
 
     def _check_rollback(self, epoch: int) -> None:
-        m = self.manifest
         points = self.rollback_points()
         if epoch not in points:
+            if epoch * self.manifest.steps_per_epoch == self.engine.global_step:
+                raise SessionError(f"already at epoch {epoch}: nothing to roll back")
             kept = ", ".join(map(str, points)) or "none"
             raise SessionError(f"no checkpoint at epoch {epoch}; kept epochs: {kept}")
-        step = epoch * m.steps_per_epoch
-        if step == self.engine.global_step and self._diverged_past() is None:
-            raise SessionError(f"already at epoch {epoch}: nothing to roll back")
 
     def _diverged_past(self) -> tuple[int, int] | None:
         """(step, epoch) of a diverged step past the engine's position, if any: in the
