@@ -19,10 +19,11 @@ from pathlib import Path
 
 import torch
 
-from lrconsole.core.lesson import make_lesson_task
-from lrconsole.core.rng import seed_everything
-from lrconsole.core.schedule import Schedule, Segment
-from lrconsole.core.trainer import Trainer
+from lrconsole.core.plan.schedule import Schedule
+from lrconsole.core.plan.segment import Segment
+from lrconsole.core.tasks.lesson import make_lesson_task
+from lrconsole.core.train.rng import seed_everything
+from lrconsole.core.train.trainer import Trainer
 
 
 def bare_epoch_times(epochs: int, lr: float) -> list[float]:
@@ -52,7 +53,7 @@ def bare_epoch_times(epochs: int, lr: float) -> list[float]:
 
 
 def engine_epoch_times(folder: Path, epochs: int, lr: float) -> list[float]:
-    from lrconsole.core import events as ev
+    from lrconsole.core.train import events as ev
 
     trainer = Trainer.open(folder, schedule=Schedule([Segment(lr, epochs=epochs)]))
     marks: list[float] = []
@@ -66,9 +67,9 @@ def engine_epoch_times(folder: Path, epochs: int, lr: float) -> list[float]:
 RESUME_PROBE = """
 import sys, time
 from pathlib import Path
-from lrconsole.core import events as ev
-from lrconsole.core.schedule import Segment
-from lrconsole.core.trainer import Trainer
+from lrconsole.core.train import events as ev
+from lrconsole.core.plan.segment import Segment
+from lrconsole.core.train.trainer import Trainer
 trainer = Trainer.open(Path(sys.argv[1]))
 trainer.engine.queue([Segment(0.01, epochs=1)])
 def first(e):

@@ -19,9 +19,10 @@ import time
 from pathlib import Path
 
 from lrconsole.client import RunnerClient
-from lrconsole.core import events as ev
-from lrconsole.core.schedule import Schedule, Segment
-from lrconsole.core.trainer import Trainer
+from lrconsole.core.plan.schedule import Schedule
+from lrconsole.core.plan.segment import Segment
+from lrconsole.core.train import events as ev
+from lrconsole.core.train.trainer import Trainer
 from lrconsole.runner.launch import ensure_runner
 
 

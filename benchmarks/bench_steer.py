@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 
 from lrconsole import Schedule, Segment, Steer
-from lrconsole.core.lesson import make_lesson_task
-from lrconsole.core.rng import seed_everything
+from lrconsole.core.tasks.lesson import make_lesson_task
+from lrconsole.core.train.rng import seed_everything
 
 
 def user_loop(epochs: int, folder: Path | None) -> list[float]:

@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 
 from lrconsole import Schedule
-from lrconsole.core.lesson import make_lesson_task
-from lrconsole.core.task import build_optimizer
+from lrconsole.core.tasks.lesson import make_lesson_task
+from lrconsole.core.tasks.optim import build_optimizer
 from lrconsole.errors import UserError
 
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from lrconsole._version import __version__
 
 if TYPE_CHECKING:
-    from lrconsole.core.schedule import OptimizerSpec, Schedule, Segment
-    from lrconsole.core.task import Task
+    from lrconsole.core.plan.schedule import Schedule
+    from lrconsole.core.plan.segment import OptimizerSpec, Segment
+    from lrconsole.core.tasks.task import Task
     from lrconsole.steer import Steer
 
 __all__ = ["OptimizerSpec", "Schedule", "Segment", "Steer", "Task", "__version__"]
@@ -21,11 +22,11 @@ __all__ = ["OptimizerSpec", "Schedule", "Segment", "Steer", "Task", "__version__
 def __getattr__(name: str) -> Any:
     # Lazy, so `import lrconsole` (and the console) never waits for torch.
     if name in ("Schedule", "Segment", "OptimizerSpec"):
-        from lrconsole.core import schedule
+        from lrconsole.core.plan import schedule, segment
 
-        return getattr(schedule, name)
+        return getattr(schedule if name == "Schedule" else segment, name)
     if name == "Task":
-        from lrconsole.core.task import Task
+        from lrconsole.core.tasks.task import Task
 
         return Task
     if name == "Steer":

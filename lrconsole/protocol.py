@@ -9,7 +9,7 @@ import json
 import math
 from typing import Any
 
-from lrconsole.core.schedule import ScheduleError, Segment, check_lr
+from lrconsole.core.plan.segment import ScheduleError, Segment, check_lr
 
 VERSION = 1
 MAX_LINE = 65_536

@@ -28,10 +28,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from lrconsole.core.rng import restore_rng
-from lrconsole.core.schedule import OPTIMIZERS, OptimizerSpec, Schedule, Segment, TaskSpec
-from lrconsole.core.task import OWN_LOOP, Task
-from lrconsole.core.trainer import Trainer
+from lrconsole.core.plan.schedule import Schedule
+from lrconsole.core.plan.segment import OPTIMIZERS, OptimizerSpec, Segment, TaskSpec
+from lrconsole.core.tasks.task import OWN_LOOP, Task
+from lrconsole.core.train.rng import restore_rng
+from lrconsole.core.train.trainer import Trainer
 from lrconsole.runner.host import Runner
 
 

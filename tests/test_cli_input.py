@@ -83,8 +83,8 @@ def test_detach_with_a_refused_optimizer_starts_no_runner(sessions: Path, tmp_pa
 def test_build_optimizer_blames_the_argument_not_its_neighbours() -> None:
     import torch
 
-    from lrconsole.core.schedule import OptimizerError, OptimizerSpec
-    from lrconsole.core.task import build_optimizer, check_optimizer
+    from lrconsole.core.plan.segment import OptimizerError, OptimizerSpec
+    from lrconsole.core.tasks.optim import build_optimizer, check_optimizer
 
     params = [torch.zeros(1, requires_grad=True)]
     spec = OptimizerSpec("sgd", {"nesterov": True, "momentum": 0.9, "weight_decay": -1})

@@ -13,11 +13,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from lrconsole.core import events as ev
-from lrconsole.core.manifest import Manifest, SessionError, list_sessions
-from lrconsole.core.schedule import OptimizerSpec, Schedule, Segment, TaskSpec
-from lrconsole.core.session import brief, checkpoint_name, load_checkpoint
-from lrconsole.core.trainer import Trainer
+from lrconsole.core.plan.schedule import Schedule
+from lrconsole.core.plan.segment import OptimizerSpec, Segment, TaskSpec
+from lrconsole.core.session.discover import list_sessions
+from lrconsole.core.session.layout import checkpoint_name
+from lrconsole.core.session.manifest import Manifest, SessionError
+from lrconsole.core.session.store import brief, load_checkpoint
+from lrconsole.core.train import events as ev
+from lrconsole.core.train.trainer import Trainer
 from tests.conftest import lrconsole, metric_rows, write_schedule
 
 SPE = 14  # the lesson task's batches per epoch

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import torch
 
-from lrconsole.core import events as ev
-from lrconsole.core.schedule import OptimizerSpec, Schedule, Segment
-from lrconsole.core.trainer import Trainer
+from lrconsole.core.plan.schedule import Schedule
+from lrconsole.core.plan.segment import OptimizerSpec, Segment
+from lrconsole.core.train import events as ev
+from lrconsole.core.train.trainer import Trainer
 
 
 def open_trainer(folder: Path, segments: list[Segment], **kw: object) -> Trainer:

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from lrconsole.core.manifest import Manifest
+from lrconsole.core.session.manifest import Manifest
 from lrconsole.runner.launch import runner_alive
 from tests.conftest import lrconsole, write_schedule
 

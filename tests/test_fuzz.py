@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from lrconsole.client import RunnerClient
-from lrconsole.core.manifest import read_metrics
+from lrconsole.core.session.discover import read_metrics
 from lrconsole.runner.launch import ensure_runner
 
 pytestmark = pytest.mark.slow

@@ -19,7 +19,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from lrconsole.client import ConnectionLost, RunnerClient
-from lrconsole.core.schedule import Schedule, Segment
+from lrconsole.core.plan.schedule import Schedule
+from lrconsole.core.plan.segment import Segment
 
 TWO_SEGMENTS = Schedule([Segment(0.05, epochs=2), Segment(0.01, epochs=2)])
 OPEN_ENDED = Schedule([Segment(0.05, epochs=100_000)])

@@ -31,9 +31,9 @@ def test_core_never_imports_textual() -> None:
 def test_schedule_and_manifest_stay_torch_free() -> None:
     light = [
         "lrconsole",
-        "lrconsole.core.schedule",
-        "lrconsole.core.manifest",
-        "lrconsole.core.plan",
+        "lrconsole.core.plan.schedule",
+        "lrconsole.core.session.manifest",
+        "lrconsole.core.plan.plan",
         "lrconsole.cli",
         "lrconsole.cli.info",
     ]

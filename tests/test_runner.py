@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from lrconsole.client import CommandFailed, ConnectionLost, RunnerClient
-from lrconsole.core.manifest import Manifest
+from lrconsole.core.session.manifest import Manifest
 from lrconsole.runner.launch import ensure_runner, runner_alive
 from tests.conftest import lrconsole, metric_rows
 
@@ -178,7 +178,7 @@ async def test_a_dying_trainer_sends_a_fatal_error_and_closes(
 ) -> None:
     task_file = tmp_path / "fragile.py"
     task_file.write_text(
-        "from lrconsole.core.lesson import make_lesson_task\n"
+        "from lrconsole.core.tasks.lesson import make_lesson_task\n"
         "def make():\n"
         "    task = make_lesson_task()\n"
         "    calls = [0]\n"

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from lrconsole.core.schedule import Schedule, ScheduleError, Segment, check_epochs, check_lr
+from lrconsole.core.plan.schedule import Schedule
+from lrconsole.core.plan.segment import ScheduleError, Segment, check_epochs, check_lr
 from lrconsole.errors import UserError
 
 GOOD = """\

@@ -15,8 +15,9 @@ import torch
 from torch.optim import SGD, Optimizer
 from torch.optim import lr_scheduler as sch
 
-from lrconsole.core.schedule import Schedule, Segment
-from lrconsole.core.shapes import SHAPES, check_params, shape_lr
+from lrconsole.core.plan.schedule import Schedule
+from lrconsole.core.plan.segment import Segment
+from lrconsole.core.plan.shapes import SHAPES, check_params, shape_lr
 
 LR = 0.1
 T = 50

@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from lrconsole.core import events as ev
-from lrconsole.core.lrfind import lr_find
-from lrconsole.core.manifest import Manifest
-from lrconsole.core.policies import Tracker
-from lrconsole.core.schedule import Schedule, ScheduleError, Segment
-from lrconsole.core.trainer import Trainer
+from lrconsole.core.plan.schedule import Schedule
+from lrconsole.core.plan.segment import ScheduleError, Segment
+from lrconsole.core.session.manifest import Manifest
+from lrconsole.core.train import events as ev
+from lrconsole.core.train.lrfind import lr_find
+from lrconsole.core.train.policies import Tracker
+from lrconsole.core.train.trainer import Trainer
 from tests.conftest import lrconsole, metric_rows, write_schedule
 
 
@@ -207,7 +208,7 @@ def test_lr_find_and_preview_commands(sessions: Path, tmp_path: Path) -> None:
 
 
 def test_lr_find_steepest_descent_looks_at_the_whole_sweep() -> None:
-    from lrconsole.core.lrfind import suggest
+    from lrconsole.core.train.lrfind import suggest
 
     lrs = [1e-6 * 10 ** (i / 10) for i in range(60)]
     # Noisy and flat at first (its lowest point is the second one), then a steep fall

@@ -11,12 +11,14 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, TextIO
 
-from lrconsole.core.manifest import MANIFEST, resolve_session
-from lrconsole.core.schedule import OptimizerSpec, Schedule, TaskSpec
+from lrconsole.core.plan.schedule import Schedule
+from lrconsole.core.plan.segment import OptimizerSpec, TaskSpec
+from lrconsole.core.session.discover import resolve_session
+from lrconsole.core.session.layout import MANIFEST
 from lrconsole.errors import UserError
 
 if TYPE_CHECKING:
-    from lrconsole.core.trainer import Trainer
+    from lrconsole.core.train.trainer import Trainer
 
 
 def session_folder(args: argparse.Namespace) -> Path:
@@ -30,7 +32,7 @@ def load_schedule(args: argparse.Namespace) -> Schedule | None:
         return None
     schedule = Schedule.load(args.schedule)
     if schedule.optimizer != OptimizerSpec():  # plain SGD always builds: no torch import
-        from lrconsole.core.task import check_optimizer
+        from lrconsole.core.tasks.optim import check_optimizer
 
         # Refused here, naming the file, before a session folder or a runner exists.
         check_optimizer(schedule.optimizer, str(args.schedule))
@@ -58,7 +60,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from lrconsole.dist.launch import run_distributed
 
         return run_distributed(folder, schedule, args.nproc, args.checkpoint_every)
-    from lrconsole.core.trainer import Trainer
+    from lrconsole.core.train.trainer import Trainer
 
     trainer = Trainer.open(
         folder,
@@ -75,7 +77,7 @@ def train_headless(trainer: Trainer, session: str) -> int:
     The run serves the session's control socket as a background runner does, so
     `lrconsole status`, `attach` and `stop` reach it from another terminal.
     """
-    from lrconsole.core import events as ev
+    from lrconsole.core.train import events as ev
     from lrconsole.runner.host import Runner
 
     engine = trainer.engine
@@ -148,7 +150,7 @@ class Progress:
         self.line = ""
 
     def on_epoch(self, event: object) -> None:
-        from lrconsole.core.events import EpochEnd
+        from lrconsole.core.train.events import EpochEnd
 
         assert isinstance(event, EpochEnd)
         now = time.monotonic()

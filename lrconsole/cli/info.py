@@ -6,13 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from lrconsole.core.manifest import (
-    Manifest,
-    list_sessions,
-    read_metrics,
-    resolve_session,
-)
-from lrconsole.core.plan import Plan
+from lrconsole.core.plan.plan import Plan
+from lrconsole.core.session.discover import list_sessions, read_metrics, resolve_session
+from lrconsole.core.session.manifest import Manifest
 from lrconsole.errors import UserError
 
 

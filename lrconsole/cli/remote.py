@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from lrconsole.client import ConnectionLost, Event, RunnerClient
-from lrconsole.core.manifest import SOCKET, Manifest, resolve_session
+from lrconsole.core.session.discover import resolve_session
+from lrconsole.core.session.layout import SOCKET
+from lrconsole.core.session.manifest import Manifest
 from lrconsole.runner.launch import runner_alive
 
 

@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from lrconsole import textchart
-from lrconsole.core.manifest import SOCKET, Manifest, resolve_session, rollback_epochs
-from lrconsole.core.schedule import Schedule
+from lrconsole.core.plan.schedule import Schedule
+from lrconsole.core.session.discover import resolve_session, rollback_epochs
+from lrconsole.core.session.layout import SOCKET
+from lrconsole.core.session.manifest import Manifest
 from lrconsole.errors import UserError
 from lrconsole.runner.launch import runner_alive
 
@@ -47,7 +49,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     if runner_alive(folder):
         result = ask_runner(folder, "rollback", epoch=args.epoch)
     else:
-        from lrconsole.core.trainer import Trainer
+        from lrconsole.core.train.trainer import Trainer
 
         # Never loads the current checkpoint: a corrupt newest one cannot block going back.
         result = Trainer.rollback_to(folder, args.epoch).to_dict()
@@ -73,8 +75,8 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     if runner_alive(folder):
         result = ask_runner(folder, "lr_find", **options)
     else:
-        from lrconsole.core.lrfind import lr_find
-        from lrconsole.core.trainer import Trainer
+        from lrconsole.core.train.lrfind import lr_find
+        from lrconsole.core.train.trainer import Trainer
 
         trainer = Trainer.open(folder, tensorboard=False)
         try:

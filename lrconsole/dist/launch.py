@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lrconsole.core.schedule import Schedule
+from lrconsole.core.plan.schedule import Schedule
 from lrconsole.errors import UserError
 
 PLAN = ".runner-schedule.yaml"

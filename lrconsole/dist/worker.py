@@ -23,11 +23,13 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
-from lrconsole.core.engine import Hooks, evaluate
-from lrconsole.core.manifest import MANIFEST, Manifest
-from lrconsole.core.rng import seed_everything
-from lrconsole.core.schedule import Schedule
-from lrconsole.core.task import Task, build_optimizer, load_task
+from lrconsole.core.train.engine import Hooks, evaluate
+from lrconsole.core.session.layout import MANIFEST
+from lrconsole.core.session.manifest import Manifest
+from lrconsole.core.train.rng import seed_everything
+from lrconsole.core.plan.schedule import Schedule
+from lrconsole.core.tasks.optim import build_optimizer
+from lrconsole.core.tasks.task import Task, load_task
 from lrconsole.errors import UserError
 
 STEP, EVAL, EXIT = 1.0, 2.0, 3.0
@@ -81,7 +83,7 @@ class Rank:
 def lead(rank: Rank, folder: Path, schedule: Schedule | None, every: float) -> int:
     """Rank 0: the session, the control socket, and the decisions."""
     from lrconsole.cli.headless import train_headless
-    from lrconsole.core.trainer import Trainer
+    from lrconsole.core.train.trainer import Trainer
     from lrconsole.runner.host import Runner
 
     trainer = Trainer.open(folder, schedule=schedule, task=rank.task, checkpoint_interval=every)
@@ -109,7 +111,7 @@ def lead(rank: Rank, folder: Path, schedule: Schedule | None, every: float) -> i
 
 def follow(rank: Rank) -> int:
     """Ranks 1..N-1: train exactly the steps rank 0 announces, at its LR."""
-    from lrconsole.core.schedule import OptimizerSpec
+    from lrconsole.core.plan.segment import OptimizerSpec
 
     box: list[Any] = [None]
     dist.broadcast_object_list(box, src=0)

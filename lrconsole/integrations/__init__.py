@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from lrconsole.core.schedule import Schedule
+    from lrconsole.core.plan.schedule import Schedule
     from lrconsole.steer import Steer
 
 

@@ -38,7 +38,7 @@ from typing import Any
 import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from lrconsole.core.schedule import Schedule
+from lrconsole.core.plan.schedule import Schedule
 from lrconsole.integrations import SteerSettings, metric_map
 from lrconsole.steer import Steer
 

@@ -33,7 +33,7 @@ try:
 except ImportError:  # only the older package name is installed
     import pytorch_lightning as pl  # type: ignore[no-redef]
 
-from lrconsole.core.schedule import Schedule
+from lrconsole.core.plan.schedule import Schedule
 from lrconsole.integrations import SteerSettings, metric_map
 from lrconsole.steer import Steer
 

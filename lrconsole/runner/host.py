@@ -11,9 +11,9 @@ from types import FrameType
 from typing import Any
 
 from lrconsole import __version__
-from lrconsole.core import events as ev
-from lrconsole.core.manifest import SOCKET
-from lrconsole.core.trainer import Trainer
+from lrconsole.core.session.layout import SOCKET
+from lrconsole.core.train import events as ev
+from lrconsole.core.train.trainer import Trainer
 from lrconsole.runner.server import ControlServer
 
 
@@ -95,7 +95,7 @@ class Runner:
             epoch = args["epoch"]
             return engine.submit(lambda: self.trainer.rollback(epoch).to_dict())
         elif cmd == "lr_find":
-            from lrconsole.core.lrfind import lr_find
+            from lrconsole.core.train.lrfind import lr_find
 
             return engine.submit(lambda: lr_find(engine, **args).to_dict())
         elif cmd == "rollback_points":
@@ -137,7 +137,8 @@ def main(
     idle_timeout: float,
     paused: bool = False,
 ) -> int:
-    from lrconsole.core.schedule import Schedule, TaskSpec
+    from lrconsole.core.plan.schedule import Schedule
+    from lrconsole.core.plan.segment import TaskSpec
 
     schedule = None
     if schedule_path is not None:

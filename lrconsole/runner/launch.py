@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lrconsole.core.manifest import MANIFEST, SOCKET
-from lrconsole.core.schedule import Schedule
+from lrconsole.core.plan.schedule import Schedule
+from lrconsole.core.session.layout import MANIFEST, SOCKET
 from lrconsole.errors import UserError
 
 LOG = "runner.log"

@@ -28,7 +28,7 @@ def run_console(
     session_dir: Path | None = None
     create = None
     if new:
-        from lrconsole.core.manifest import new_session_name, resolve_session
+        from lrconsole.core.session.discover import new_session_name, resolve_session
 
         name = session or new_session_name(sessions_dir)
         session_dir = resolve_session(sessions_dir, name, must_exist=False)
@@ -36,7 +36,7 @@ def run_console(
             raise UserError(f"session {name!r} exists: open it with `lrconsole open {name}`")
         create = {"task": task or "lesson", "seed": 0 if seed is None else seed}
     elif session is not None:
-        from lrconsole.core.manifest import resolve_session
+        from lrconsole.core.session.discover import resolve_session
 
         session_dir = resolve_session(sessions_dir, session)
     app = make_app(sessions_dir, session_dir=session_dir, create=create, attach=attach)

@@ -78,7 +78,7 @@ class ConsoleApp(App[int]):
         self.push_screen(RunScreen(session_dir, connector))
 
     def on_session_chosen(self, message: SessionChosen) -> None:
-        from lrconsole.core.manifest import new_session_name
+        from lrconsole.core.session.discover import new_session_name
 
         if message.name is None:
             name = new_session_name(self.sessions_dir)

@@ -10,8 +10,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-from lrconsole.core.manifest import MANIFEST, Manifest, read_metrics
-from lrconsole.core.plan import Plan
+from lrconsole.core.plan.plan import Plan
+from lrconsole.core.session.discover import read_metrics
+from lrconsole.core.session.layout import MANIFEST
+from lrconsole.core.session.manifest import Manifest
 from lrconsole.errors import UserError
 
 COUNTERS = ("global_epoch", "global_step", "segment", "lr", "time")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lrconsole.core.manifest import Manifest, export_schedule
-from lrconsole.core.plan import Plan
-from lrconsole.core.schedule import Schedule, Segment
+from lrconsole.core.plan.plan import Plan
+from lrconsole.core.plan.schedule import Schedule
+from lrconsole.core.plan.segment import Segment
+from lrconsole.core.session.discover import export_schedule
+from lrconsole.core.session.manifest import Manifest
 from lrconsole.errors import UserError
 from lrconsole.tui.model import RunModel
 

@@ -205,7 +205,7 @@ class RunModel:
         return self._planned
 
     def _build_planned(self) -> Series | None:
-        from lrconsole.core.schedule import ScheduleError, Segment
+        from lrconsole.core.plan.segment import ScheduleError, Segment
 
         segs, starts, spe = self.segments(), self.starts(), self.steps_per_epoch
         if not segs:

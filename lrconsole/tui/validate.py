@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lrconsole.core.schedule import ScheduleError, check_epochs, check_lr
+from lrconsole.core.plan.segment import ScheduleError, check_epochs, check_lr
 
 
 def parse_epochs(text: str) -> int:

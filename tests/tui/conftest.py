@@ -22,8 +22,8 @@ def write_fixed_session(
     state: str = "paused",
 ) -> Path:
     """A session folder with a hand-written manifest: same screen on every machine."""
-    from lrconsole.core.manifest import Manifest
-    from lrconsole.core.schedule import OptimizerSpec, Segment, TaskSpec
+    from lrconsole.core.plan.segment import OptimizerSpec, Segment, TaskSpec
+    from lrconsole.core.session.manifest import Manifest
 
     folder = sessions / name
     folder.mkdir(parents=True)

@@ -117,7 +117,7 @@ async def finish(app: ConsoleApp) -> None:
 
 
 def stop_runner(folder: Path) -> None:
-    from lrconsole.core.manifest import runner_pid
+    from lrconsole.core.session.discover import runner_pid
 
     pid = runner_pid(folder)
     if pid is None:
@@ -326,7 +326,7 @@ async def test_question_mark_opens_help(shared: Path) -> None:
 
 
 async def test_e_exports_the_schedule(shared: Path) -> None:
-    from lrconsole.core.schedule import Schedule
+    from lrconsole.core.plan.schedule import Schedule
 
     rec = Recorder()
     app = console(shared)
@@ -520,7 +520,7 @@ async def test_q_stop_and_save_then_open_keeps_the_counter(own_session: Path) ->
 
 # -- the runner dies: a modal, the console lives, restart from the checkpoint ---------------
 async def test_runner_death_shows_modal_and_restarts(own_session: Path) -> None:
-    from lrconsole.core.manifest import runner_pid
+    from lrconsole.core.session.discover import runner_pid
 
     rec = Recorder()
     app = console(own_session, create=dict(LESSON))

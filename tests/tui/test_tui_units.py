@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from lrconsole.core.schedule import ScheduleError
+from lrconsole.core.plan.segment import ScheduleError
 from lrconsole.tui.model import RunModel
 from lrconsole.tui.plot import LABEL_WIDTH, Trace, render_chart
 from lrconsole.tui.series import Series

@@ -92,7 +92,7 @@ class HomeScreen(Screen[None]):
         table.move_cursor(row=0)
 
     def add_sessions(self) -> None:
-        from lrconsole.core.manifest import list_sessions
+        from lrconsole.core.session.discover import list_sessions
 
         table: DataTable[str | Text] = self.query_one("#sessions", DataTable)
         for s in list_sessions(self.sessions_dir):

@@ -16,7 +16,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 from textual.worker import Worker, WorkerState
 
-from lrconsole.core.manifest import read_metrics
+from lrconsole.core.session.discover import read_metrics
 from lrconsole.tui import messages as m
 from lrconsole.tui.controller import Connector, Controller, NotConnected
 from lrconsole.tui.screens.dialogs import ErrorScreen, ExportScreen, QuitScreen
@@ -31,7 +31,7 @@ from lrconsole.tui.widgets.progress import RunProgress
 
 def load_branches(folder: Path, model: Any) -> dict[str, Series]:
     """The monitored metric of each abandoned path, from its files, placed after its fork."""
-    from lrconsole.core.manifest import Manifest
+    from lrconsole.core.session.manifest import Manifest
     from lrconsole.errors import UserError
 
     try:

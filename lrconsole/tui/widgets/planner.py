@@ -12,7 +12,7 @@ from textual.events import Key
 from textual.widgets import Button, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
-from lrconsole.core.schedule import ScheduleError
+from lrconsole.core.plan.segment import ScheduleError
 from lrconsole.tui import messages as m
 from lrconsole.tui.model import describe_segment
 from lrconsole.tui.validate import parse_epochs, parse_lr

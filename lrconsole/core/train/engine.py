@@ -21,11 +21,12 @@ from typing import Any, TypeVar
 
 import torch
 
-from lrconsole.core import events as ev
-from lrconsole.core.plan import Plan
-from lrconsole.core.rng import capture_rng, restore_rng
-from lrconsole.core.schedule import OptimizerSpec, Segment, check_lr
-from lrconsole.core.task import Task, build_optimizer
+from lrconsole.core.plan.plan import Plan
+from lrconsole.core.plan.segment import OptimizerSpec, Segment, check_lr
+from lrconsole.core.tasks.optim import build_optimizer
+from lrconsole.core.tasks.task import Task
+from lrconsole.core.train import events as ev
+from lrconsole.core.train.rng import capture_rng, restore_rng
 
 E = TypeVar("E", bound=ev.Event)
 Handler = Callable[[Any], None]

@@ -10,12 +10,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lrconsole.core import events as ev
+from lrconsole.core.session.layout import TB_DIR
+from lrconsole.core.train import events as ev
 
 if TYPE_CHECKING:
-    from lrconsole.core.trainer import Trainer
-
-TB_DIR = "tb"
+    from lrconsole.core.train.trainer import Trainer
 
 
 def tb_tag(metric: str) -> str:

@@ -13,27 +13,33 @@ from typing import Any
 
 import torch
 
-from lrconsole.core import events as ev
-from lrconsole.core.engine import Engine
-from lrconsole.core.handlers import Checkpointer, MetricsRecorder, TensorBoardLogger
-from lrconsole.core.manifest import MANIFEST, Manifest, SessionError, rollback_epochs
-from lrconsole.core.plan import Plan
-from lrconsole.core.policies import Policies
-from lrconsole.core.rng import seed_everything
-from lrconsole.core.schedule import Schedule, ScheduleError, Segment
-from lrconsole.core.session import (
-    MetricsLog,
-    SessionLock,
+from lrconsole.core.plan.plan import Plan
+from lrconsole.core.plan.schedule import Schedule
+from lrconsole.core.plan.segment import ScheduleError, Segment
+from lrconsole.core.session.discover import rollback_epochs
+from lrconsole.core.session.layout import (
+    BRANCHES,
+    LAUNCH_FILES,
+    LOCK,
+    MANIFEST,
+    checkpoint_files,
     checkpoint_name,
-    list_checkpoints,
+    checkpoint_step,
+)
+from lrconsole.core.session.manifest import Manifest, SessionError
+from lrconsole.core.session.metrics import MetricsLog, write_rows
+from lrconsole.core.session.store import (
+    SessionLock,
     load_checkpoint,
     prune_checkpoints,
     save_checkpoint,
-    write_rows,
 )
-from lrconsole.core.task import Task, TaskError, load_task
-
-BRANCHES = "branches"
+from lrconsole.core.tasks.task import Task, TaskError, load_task
+from lrconsole.core.train import events as ev
+from lrconsole.core.train.engine import Engine
+from lrconsole.core.train.handlers import Checkpointer, MetricsRecorder, TensorBoardLogger
+from lrconsole.core.train.policies import Policies
+from lrconsole.core.train.rng import seed_everything
 
 
 class Trainer:
@@ -77,7 +83,7 @@ class Trainer:
         except BaseException:
             lock.release()
             if not exists:  # leave no half-made session behind
-                (folder / "lock").unlink(missing_ok=True)
+                (folder / LOCK).unlink(missing_ok=True)
                 if not any(folder.iterdir()):
                     folder.rmdir()
             raise
@@ -375,8 +381,8 @@ class Trainer:
         # The abandoned path's checkpoints go: left behind, pruning would count them as the
         # newest and a later rollback could load the wrong path's weights. The branch's
         # schedule replays it exactly, should anyone want those weights back.
-        for path in list_checkpoints(self.folder):
-            if int(path.stem.split("-")[1]) > step:
+        for path in checkpoint_files(self.folder):
+            if (checkpoint_step(path) or 0) > step:
                 path.unlink()
         if self.checkpointer is not None:
             self.checkpointer.last_step = step
@@ -401,10 +407,6 @@ class Trainer:
             m.optimizer,
             m.spike_factor,
         )
-
-
-# Files a launcher may put in a new session folder before the runner creates the session.
-LAUNCH_FILES = {"runner.log", ".runner-schedule.yaml", "lock"}
 
 
 def _foreign(folder: Path) -> list[Path]:

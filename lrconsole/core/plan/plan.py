@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
-from lrconsole.core.schedule import ScheduleError, Segment
+from lrconsole.core.plan.segment import ScheduleError, Segment
 
 
 class Plan:

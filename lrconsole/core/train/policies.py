@@ -11,11 +11,11 @@ import copy
 import math
 from typing import TYPE_CHECKING, Any
 
-from lrconsole.core import events as ev
-from lrconsole.core.session import save_checkpoint
+from lrconsole.core.session.store import save_checkpoint
+from lrconsole.core.train import events as ev
 
 if TYPE_CHECKING:
-    from lrconsole.core.trainer import Trainer
+    from lrconsole.core.train.trainer import Trainer
 
 
 class Tracker:

@@ -1,32 +1,26 @@
-"""The session manifest (`manifest.yaml`) and session discovery. No torch here.
+"""The session manifest (`manifest.yaml`): what a session is and where it stands. No torch.
 
-A session folder holds `manifest.yaml`, `metrics.csv`, `checkpoints/`, `tb/`, and while
-a runner owns it, `lock` and `control.sock`.
+The folder's other files are listed in `layout`.
 """
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from lrconsole import __version__
+from lrconsole._version import __version__
 from lrconsole.core.atomic import atomic_write_text
-from lrconsole.core.schedule import OptimizerSpec, Schedule, Segment, TaskSpec
-from lrconsole.core.yamlcheck import Checker, YamlError, load_nodes
+from lrconsole.core.plan.schedule import Schedule
+from lrconsole.core.plan.schema import Checker, YamlError, load_nodes
+from lrconsole.core.plan.segment import OptimizerSpec, Segment, TaskSpec
+from lrconsole.core.session.layout import CHECKPOINT_NAME, MANIFEST
 from lrconsole.errors import UserError
 
 MANIFEST_FORMAT = 1
-MANIFEST = "manifest.yaml"
-METRICS = "metrics.csv"
-LOCK = "lock"
-SOCKET = "control.sock"
 
 
 class SessionError(UserError):
@@ -69,7 +63,7 @@ class Manifest:
 
     def schedule(self, done_only: bool = True) -> Schedule:
         """The path this session took (or its whole plan) as a replayable schedule."""
-        from lrconsole.core.plan import Plan
+        from lrconsole.core.plan.plan import Plan
 
         plan = Plan(self.segments, self.steps_per_epoch)
         segments = plan.done(self.global_step) if done_only else list(self.segments)
@@ -220,9 +214,6 @@ def _parse(text: str, source: str) -> Manifest:
     return manifest
 
 
-CHECKPOINT_NAME = re.compile(r"checkpoints/step-(\d+)\.pt")
-
-
 def _check_position(m: Manifest, source: str, listed: bool) -> None:
     """The position must lie on the segments listed and match the checkpoint named.
 
@@ -250,114 +241,3 @@ def _check_position(m: Manifest, source: str, listed: bool) -> None:
             f"{source}: checkpoint {m.checkpoint} does not match position step "
             f"{m.global_step}: edited by hand?"
         )
-
-
-def rollback_epochs(folder: Path, steps_per_epoch: int, position: int, diverged: bool) -> list[int]:
-    """Epochs a session can go back to: a kept checkpoint at an epoch boundary behind
-    `position` (a global step), or at it after a divergence past it (going back there
-    abandons the diverged steps). Reads file names only: the CLI lists them without torch."""
-    end = position if diverged else position - 1
-    steps = sorted(int(p.stem.split("-")[1]) for p in (folder / "checkpoints").glob("step-*.pt"))
-    return [s // steps_per_epoch for s in steps if s % steps_per_epoch == 0 and s <= end]
-
-
-# -- finding sessions ------------------------------------------------------------------
-def resolve_session(sessions_dir: Path, name_or_path: str, must_exist: bool = True) -> Path:
-    """A session given by name (inside `sessions_dir`) or by path."""
-    candidate = Path(name_or_path)
-    if os.sep in name_or_path or name_or_path.startswith("."):
-        folder = candidate
-    else:
-        folder = sessions_dir / name_or_path
-    if must_exist and not (folder / MANIFEST).is_file():
-        if folder.is_dir():
-            raise SessionError(f"{folder}: not a session (no {MANIFEST})")
-        raise SessionError(f"no session {name_or_path!r} in {sessions_dir}")
-    return folder
-
-
-def new_session_name(sessions_dir: Path, stem: str = "lesson") -> str:
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    name = f"{stem}-{stamp}"
-    n = 2
-    while (sessions_dir / name).exists():
-        name = f"{stem}-{stamp}-{n}"
-        n += 1
-    return name
-
-
-def runner_pid(folder: Path) -> int | None:
-    """The PID of the live process holding this session, if any."""
-    try:
-        text = (folder / LOCK).read_text().strip()
-        pid = int(text.split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        return pid
-    try:
-        import fcntl
-
-        with open(folder / LOCK, "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            fcntl.flock(handle, fcntl.LOCK_UN)
-        return None  # nobody holds the lock: a stale file
-    except OSError:
-        return pid
-
-
-@dataclass
-class SessionSummary:
-    name: str
-    dir: Path
-    task: str
-    epochs: int
-    best: tuple[str, float] | None
-    last: dict[str, float]
-    state: str  # running | paused | stopped | broken
-    error: str | None = None
-
-
-def summarize(folder: Path) -> SessionSummary:
-    try:
-        m = Manifest.read(folder)
-    except UserError as exc:
-        return SessionSummary(folder.name, folder, "?", 0, None, {}, "broken", str(exc))
-    best = (m.monitor, float(m.best["value"])) if m.best else None
-    pid = runner_pid(folder)
-    state = ("paused" if m.state == "paused" else "running") if pid else "stopped"
-    # The folder's name, not the manifest's: it is what commands take, and a copied folder
-    # keeps the name it was created under in its manifest.
-    return SessionSummary(
-        folder.name, folder, m.task.spec, m.global_epoch, best, last_metrics(folder), state
-    )
-
-
-def list_sessions(sessions_dir: Path) -> list[SessionSummary]:
-    if not sessions_dir.is_dir():
-        return []
-    folders = sorted(p for p in sessions_dir.iterdir() if (p / MANIFEST).is_file())
-    return [summarize(p) for p in folders]
-
-
-def last_metrics(folder: Path) -> dict[str, float]:
-    rows = read_metrics(folder, tail=1)
-    return {k: float(v) for k, v in rows[-1].items() if v not in ("", None)} if rows else {}
-
-
-def read_metrics(folder: Path, tail: int | None = None) -> list[dict[str, str]]:
-    path = folder / METRICS
-    try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            rows = [row for row in csv.DictReader(handle) if None not in row.values()]
-    except FileNotFoundError:
-        return []
-    return rows[-tail:] if tail else rows
-
-
-def export_schedule(folder: Path) -> Schedule:
-    return Manifest.read(folder).schedule(done_only=True)

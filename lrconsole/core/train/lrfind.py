@@ -11,9 +11,9 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from lrconsole.core.engine import Engine, _to_device
-from lrconsole.core.rng import capture_rng, restore_rng
-from lrconsole.core.task import build_optimizer
+from lrconsole.core.tasks.optim import build_optimizer
+from lrconsole.core.train.engine import Engine, _to_device
+from lrconsole.core.train.rng import capture_rng, restore_rng
 
 
 @dataclass

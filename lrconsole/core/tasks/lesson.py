@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset, TensorDataset, random_split
 
-from lrconsole.core.task import Task
+from lrconsole.core.tasks.task import Task
 
 
 def tensor_gen_reg(num_examples: int = 1000, delta: float = 0.01) -> TensorDataset:

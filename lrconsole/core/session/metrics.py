@@ -1,0 +1,92 @@
+"""`metrics.csv`: one row per epoch of the current path. No torch here."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from pathlib import Path
+from typing import IO, Any
+
+from lrconsole.core.atomic import atomic_write_text
+from lrconsole.core.session.layout import METRICS
+
+
+class MetricsLog:
+    """One row per epoch: global_epoch, global_step, segment, lr, the metrics, time."""
+
+    def __init__(self, folder: Path, metrics: list[str]) -> None:
+        self.path = folder / METRICS
+        self.columns = ["global_epoch", "global_step", "segment", "lr", *metrics, "time"]
+        self._handle: IO[str] | None = None
+        self._writer: Any = None
+        self._pending: list[dict[str, Any]] = []
+
+    def open(self, keep_epochs: int) -> list[dict[str, Any]]:
+        """Open for appending, dropping rows past `keep_epochs` (work to be redone)."""
+        rows: list[dict[str, Any]] = []
+        if self.path.exists():
+            with open(self.path, newline="", encoding="utf-8") as handle:
+                for row in csv.DictReader(handle):
+                    if None in row.values() or not row.get("time"):
+                        break  # a torn last line from a crash
+                    if int(row["global_epoch"]) > keep_epochs:
+                        break
+                    rows.append(row)
+        write_rows(self.path, self.columns, rows)
+        self._handle = open(self.path, "a", newline="", encoding="utf-8")  # noqa: SIM115
+        self._writer = csv.DictWriter(self._handle, self.columns, lineterminator="\n")
+        return [_typed(row) for row in rows]
+
+    def truncate(self, keep_epochs: int) -> list[dict[str, str]]:
+        """Drop rows past `keep_epochs` (a rollback); returns the dropped rows."""
+        self.sync()
+        rows = read_rows(self.path)
+        self.close()
+        self.open(keep_epochs)
+        return [r for r in rows if int(r["global_epoch"]) > keep_epochs]
+
+    def append(self, row: dict[str, Any]) -> None:
+        # Buffered until `sync` (every checkpoint): rows past a checkpoint are redone anyway.
+        self._pending.append(row)
+
+    def sync(self) -> None:
+        if self._handle is not None:
+            self._writer.writerows(self._pending)
+            self._pending.clear()
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+
+    def discard_pending(self) -> list[dict[str, Any]]:
+        """Drop the rows not yet synced (epochs past the last checkpoint); returns them."""
+        pending, self._pending = self._pending, []
+        return pending
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self.sync()
+            self._handle.close()
+            self._handle = None
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return [row for row in csv.DictReader(handle) if None not in row.values()]
+
+
+def write_rows(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
+    text = io.StringIO()
+    writer = csv.DictWriter(text, columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, text.getvalue())
+
+
+def _typed(row: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if key in ("global_epoch", "global_step", "segment"):
+            out[key] = int(value)
+        else:
+            out[key] = float(value) if value != "" else float("nan")
+    return out
