@@ -1,6 +1,6 @@
 """An async client for a runner's control socket (docs/protocol.md). No torch import.
 
-client = await RunnerClient.connect(folder / "control.sock")
+client = await RunnerClient.connect(folder / SOCKET)  # SOCKET: core.session.layout
 print(client.snapshot["state"])
 await client.call("queue", segments=[{"epochs": 5, "lr": 0.03}])
 async for event in client.events():

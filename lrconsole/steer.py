@@ -30,9 +30,11 @@ from torch import nn
 
 from lrconsole.core.plan.schedule import Schedule
 from lrconsole.core.plan.segment import OPTIMIZERS, OptimizerSpec, Segment, TaskSpec
+from lrconsole.core.session.layout import MANIFEST
 from lrconsole.core.tasks.task import OWN_LOOP, Task
-from lrconsole.core.train.rng import restore_rng
+from lrconsole.core.train.step import apply_lr
 from lrconsole.core.train.trainer import Trainer
+from lrconsole.dist.wire import EXIT, STEP, Wire, mean_over_ranks
 from lrconsole.runner.host import Runner
 
 
@@ -47,9 +49,6 @@ def _distributed() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
-
-
-STEP, EXIT = 1.0, 3.0
 
 
 class Steer:
@@ -103,7 +102,7 @@ class Steer:
             monitor=monitor or self.metric_names[-1],
         )
         folder = Path(session)
-        exists = (folder / "manifest.yaml").is_file()
+        exists = (folder / MANIFEST).is_file()
         self.trainer = Trainer.open(
             folder, schedule=None if exists else schedule, task=task, optimizer=optimizer
         )
@@ -117,15 +116,10 @@ class Steer:
         self._stopping: str | None = None
         self._interrupted = False  # Ctrl-C: save at the end of this epoch, then exit 130
         self._world = _distributed()[1]
+        self._wire: Wire | None = None
         if self._world > 1:
-            self._message = torch.zeros(3, dtype=torch.float64)
-            self.engine.hooks.step_begin = lambda step, lr: self._send(STEP, step, lr)
-
-    def _send(self, kind: float, step: int = 0, lr: float = 0.0) -> None:
-        import torch.distributed as dist
-
-        self._message[0], self._message[1], self._message[2] = kind, step, lr
-        dist.broadcast(self._message, src=0)
+            wire = self._wire = Wire()
+            self.engine.hooks.step_begin = lambda step, lr: wire.send(STEP, step, lr)
 
     @property
     def epoch(self) -> int:
@@ -191,15 +185,13 @@ class Steer:
     def start_epoch(self) -> bool:
         """Begin an epoch: False when training should end (trainer callbacks call this)."""
         engine = self.engine
-        engine.running = True  # jobs (rollback, lr-find) now wait for a step boundary
+        engine.start_running()  # jobs (rollback, lr-find) now wait for a step boundary
         if self._stopping is not None or engine.at_boundary(self._wait()) is not None:
-            if self._world > 1 and self._stopping != "ended":
-                self._send(EXIT)
+            if self._wire is not None and self._stopping != "ended":
+                self._wire.send(EXIT)
             self._stopping = "ended"
             return False
-        if engine._pending_rng is not None:  # resuming: the RNG of the checkpoint
-            restore_rng(engine._pending_rng)
-            engine._pending_rng = None
+        engine.begin_epoch()  # resuming: the RNG of the checkpoint
         self._index = engine.begin_step()
         self._in_epoch = True
         return True
@@ -215,14 +207,14 @@ class Steer:
         if engine.finish_step(self._index, value):
             return  # the epoch's last step: epoch_end comes next
         engine.after_step(self._index)
-        busy = engine._attention or engine.global_step >= engine.plan.total_steps
-        if busy and self._stopping is None:  # the slow path only when something happened
+        # The slow path only when something happened.
+        if engine.needs_boundary() and self._stopping is None:
             reason = engine.at_boundary(self._wait())
             if reason is not None and reason != "done":
                 self._stopping = reason  # shutdown or stop: at the end of this epoch
         if engine.global_step >= engine.plan.total_steps:
             # Nothing planned for the rest of this epoch: finish it at the current LR.
-            rest = engine.steps_per_epoch - engine._batch
+            rest = engine.steps_per_epoch - engine.batch
             engine.queue([Segment(engine.lr, steps=rest)])
         self._index = engine.begin_step()
 
@@ -237,14 +229,15 @@ class Steer:
         engine = self.engine
         values = {k: float(v) for k, v in metrics.items()}
         if self._world > 1:
-            values = _mean_over_ranks(self.metric_names, values)
+            values = mean_over_ranks(self.metric_names, values)
         engine.finish_epoch(self._index, values)
         engine.after_step(self._index)
         self._in_epoch = False
 
     def close(self) -> None:
         """Save and release the session (the `epochs()` loop does this when it ends)."""
-        if self.trainer.lock._handle is not None:
+        self.engine.stop_running()
+        if not self.trainer.closed:
             self.trainer.close(state="stopped")
         if self.runner is not None:
             self.runner.server.close("shutdown")
@@ -255,16 +248,6 @@ class Steer:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
-
-
-def _mean_over_ranks(names: list[str], values: Mapping[str, float]) -> dict[str, float]:
-    """Every rank's metrics, averaged (all ranks call this with the same names)."""
-    import torch.distributed as dist
-
-    vector = torch.tensor([values.get(n, float("nan")) for n in names], dtype=torch.float64)
-    dist.all_reduce(vector)
-    world = dist.get_world_size()
-    return {n: v / world for n, v in zip(names, vector.tolist(), strict=True) if n in values}
 
 
 class FollowerSteer(Steer):
@@ -282,29 +265,27 @@ class FollowerSteer(Steer):
         self.optimizer = optimizer
         self.steps_per_epoch = steps_per_epoch
         self.metric_names = list(metrics)
-        self._message = torch.zeros(3, dtype=torch.float64)
+        self._leader = Wire()  # what rank 0 says
+        self._step = 0
         self._batch = 0
         self._lr = float(optimizer.param_groups[0]["lr"])
         self._ended = False
 
     @property
     def epoch(self) -> int:
-        return int(self._message[1].item()) // self.steps_per_epoch + 1
+        return self._step // self.steps_per_epoch + 1
 
     @property
     def lr(self) -> float:
         return self._lr
 
     def _receive(self) -> float:
-        import torch.distributed as dist
-
-        dist.broadcast(self._message, src=0)
-        kind, _, lr = self._message.tolist()
+        kind, step, lr = self._leader.receive()
+        self._step = step
         if kind == STEP:
             self._lr = lr
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
-        return float(kind)
+            apply_lr(self.optimizer, lr)
+        return kind
 
     def epochs(self) -> Iterator[int]:
         while self.start_epoch():
@@ -325,7 +306,7 @@ class FollowerSteer(Steer):
             self._receive()
 
     def epoch_end(self, metrics: Mapping[str, float]) -> None:
-        _mean_over_ranks(self.metric_names, {k: float(v) for k, v in metrics.items()})
+        mean_over_ranks(self.metric_names, {k: float(v) for k, v in metrics.items()})
         self._batch = 0
 
     def close(self) -> None:

@@ -10,6 +10,7 @@ import pytest
 import torch
 import yaml
 
+from lrconsole.core.session.layout import LOCK, MANIFEST
 from tests.conftest import EXAMPLES, lrconsole, metric_rows, write_schedule
 
 
@@ -177,14 +178,12 @@ def small_session(sessions: Path, tmp_path: Path) -> Path:
 
 
 def checkpoint_of(folder: Path) -> Path:
-    return folder / yaml.safe_load((folder / "manifest.yaml").read_text())["checkpoint"]
+    return folder / yaml.safe_load((folder / MANIFEST).read_text())["checkpoint"]
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
     return {
-        str(p): p.read_bytes()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.name != "lock"
+        str(p): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file() and p.name != LOCK
     }
 
 
@@ -224,14 +223,12 @@ def test_checkpoint_with_a_pickle_payload_is_refused_and_never_runs(
 
 
 def test_manifest_newer_truncated_or_missing(small_session: Path) -> None:
-    manifest = small_session / "manifest.yaml"
+    manifest = small_session / MANIFEST
     text = manifest.read_text()
     manifest.write_text(text.replace("format: 1", "format: 99"))
     assert_user_error(lrconsole("--sessions-dir", str(small_session.parent), "show", "s"), "newer")
     manifest.write_text(text[: len(text) // 3])
-    assert_user_error(
-        lrconsole("--sessions-dir", str(small_session.parent), "run", "s"), "manifest.yaml"
-    )
+    assert_user_error(lrconsole("--sessions-dir", str(small_session.parent), "run", "s"), MANIFEST)
     manifest.write_text(": : :\n  - [")
     assert_user_error(
         lrconsole("--sessions-dir", str(small_session.parent), "export", "s"), "malformed"
@@ -243,7 +240,7 @@ def test_manifest_newer_truncated_or_missing(small_session: Path) -> None:
 
 
 def test_a_second_process_is_told_who_holds_the_session(small_session: Path) -> None:
-    with open(small_session / "lock", "a+") as handle:
+    with open(small_session / LOCK, "a+") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         handle.write(f"{os.getpid()}\n")
         handle.flush()

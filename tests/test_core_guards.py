@@ -97,7 +97,7 @@ def test_the_guard_memory_survives_a_mid_epoch_stop_exactly(tmp_path: Path) -> N
 
         def keep(event: ev.EpochEnd) -> None:
             if event.global_epoch == 5:
-                seen.append(trainer.engine.guard_state())
+                seen.append(trainer.engine.guard.state_dict())
 
         trainer.engine.on(ev.EpochEnd, keep)
         return seen
@@ -143,12 +143,12 @@ def test_a_checkpoint_without_guard_memory_still_loads(four_epochs: Path) -> Non
     torch.save(state, path)
     trainer = Trainer.open(four_epochs, tensorboard=False)
     try:
-        assert trainer.engine.guard_state() == {
+        assert trainer.engine.guard.state_dict() == {
             "recent_means": [],
             "epoch_sum": 0.0,
             "epoch_count": 0,
         }
-        assert trainer.engine._spike_limit == math.inf  # relearns the loss level
+        assert trainer.engine.guard.limit == math.inf  # relearns the loss level
     finally:
         trainer.close()
 

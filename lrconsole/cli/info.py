@@ -8,6 +8,7 @@ from pathlib import Path
 
 from lrconsole.core.plan.plan import Plan
 from lrconsole.core.session.discover import list_sessions, read_metrics, resolve_session
+from lrconsole.core.session.layout import checkpoint_files
 from lrconsole.core.session.manifest import Manifest
 from lrconsole.errors import UserError
 
@@ -98,6 +99,6 @@ def cmd_show(args: argparse.Namespace) -> int:
             ]
         )
     print(table(out))
-    kept = len(list((folder / "checkpoints").glob("*.pt")))
+    kept = len(checkpoint_files(folder))
     print(f"disk use {disk_use(folder) / 1e6:.1f} MB  ({plural(kept, 'checkpoint')})")
     return 0

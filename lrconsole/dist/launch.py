@@ -7,9 +7,8 @@ import sys
 from pathlib import Path
 
 from lrconsole.core.plan.schedule import Schedule
+from lrconsole.core.session.layout import RUNNER_SCHEDULE
 from lrconsole.errors import UserError
-
-PLAN = ".runner-schedule.yaml"
 
 
 def torchrun_command(folder: Path, nproc: int, schedule: Path | None, every: float) -> list[str]:
@@ -36,7 +35,7 @@ def run_distributed(folder: Path, schedule: Schedule | None, nproc: int, every: 
     plan = None
     if schedule is not None:  # every rank reads the same plan, overrides included
         folder.mkdir(parents=True, exist_ok=True)
-        plan = folder / PLAN
+        plan = folder / RUNNER_SCHEDULE
         schedule.dump(plan)
     try:
         return subprocess.call(torchrun_command(folder, nproc, plan, every))

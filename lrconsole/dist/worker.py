@@ -1,9 +1,8 @@
 """One rank of a distributed run (started by torchrun; see lrconsole.dist).
 
-Rank 0 runs the ordinary engine with hooks: before each step it broadcasts
-`(STEP, global step, lr)`, at each epoch end `(EVAL, ...)` followed by an all-reduce of the
-metrics, and `(EXIT, ...)` when it stops. The other ranks only follow those messages, so
-they train exactly the steps rank 0 trains, at its LR. Each rank's data is a
+Rank 0 runs the ordinary engine with hooks that speak the rank protocol (lrconsole.dist.wire);
+the other ranks only follow its messages, so they train exactly the steps rank 0 trains, at
+its LR, with the same training step (core.train.step). Each rank's data is a
 DistributedSampler shard, and at every epoch start each rank reseeds its RNG from
 (seed, epoch, rank): with checkpoints at epoch ends only, a resumed run is exact.
 """
@@ -23,16 +22,16 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
-from lrconsole.core.train.engine import Hooks, evaluate
+from lrconsole.core.plan.schedule import Schedule
 from lrconsole.core.session.layout import MANIFEST
 from lrconsole.core.session.manifest import Manifest
-from lrconsole.core.train.rng import seed_everything
-from lrconsole.core.plan.schedule import Schedule
 from lrconsole.core.tasks.optim import build_optimizer
 from lrconsole.core.tasks.task import Task, load_task
+from lrconsole.core.train.hooks import Hooks
+from lrconsole.core.train.rng import seed_everything
+from lrconsole.core.train.step import apply_lr, evaluate, train_step
+from lrconsole.dist.wire import EVAL, EXIT, STEP, Wire, mean_over_ranks
 from lrconsole.errors import UserError
-
-STEP, EVAL, EXIT = 1.0, 2.0, 3.0
 
 
 class Rank:
@@ -42,7 +41,7 @@ class Rank:
         self.task = task
         self.seed = seed
         self.device = task.device
-        self.message = torch.zeros(3, dtype=torch.float64, device=self.device)
+        self.wire = Wire(self.device)
         loader = task.train_loader
         if not isinstance(loader, DataLoader):
             raise UserError("--nproc needs the task's train_loader to be a torch DataLoader")
@@ -66,25 +65,18 @@ class Rank:
         seed_everything((self.seed * 1_000_003 + epoch * 1_009 + self.rank) % 2**31)
 
     def reduce_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
-        names = list(metrics)  # the same order on every rank: evaluate() builds it so
-        values = torch.tensor([metrics[n] for n in names], dtype=torch.float64, device=self.device)
-        dist.all_reduce(values)
-        return dict(zip(names, (values / self.world).tolist(), strict=True))
+        # The same order on every rank: evaluate() builds it so.
+        return mean_over_ranks(list(metrics), metrics, self.device)
 
     def announce_eval(self, metrics: dict[str, float]) -> dict[str, float]:
-        self.send(EVAL)
+        self.wire.send(EVAL)
         return self.reduce_metrics(metrics)
-
-    def send(self, kind: float, step: int = 0, lr: float = 0.0) -> None:
-        self.message[0], self.message[1], self.message[2] = kind, step, lr
-        dist.broadcast(self.message, src=0)
 
 
 def lead(rank: Rank, folder: Path, schedule: Schedule | None, every: float) -> int:
     """Rank 0: the session, the control socket, and the decisions."""
-    from lrconsole.cli.headless import train_headless
     from lrconsole.core.train.trainer import Trainer
-    from lrconsole.runner.host import Runner
+    from lrconsole.runner.host import Runner, run_in_foreground
 
     trainer = Trainer.open(folder, schedule=schedule, task=rank.task, checkpoint_interval=every)
     engine = trainer.engine
@@ -93,19 +85,16 @@ def lead(rank: Rank, folder: Path, schedule: Schedule | None, every: float) -> i
     dist.broadcast_object_list([state], src=0)
     model = DistributedDataParallel(rank.task.model)
     engine.hooks = Hooks(
-        step_begin=lambda step, lr: rank.send(STEP, step, lr),
+        step_begin=lambda step, lr: rank.wire.send(STEP, step, lr),
         epoch_start=rank.epoch_start,
         reduce_metrics=rank.announce_eval,
         train_model=model,
     )
-    runner = Runner(trainer)
-    runner.server.start()
     try:
-        return train_headless(trainer, folder.name)
+        return run_in_foreground(Runner(trainer), folder.name)
     finally:
-        rank.send(EXIT)
+        rank.wire.send(EXIT)
         dist.barrier()  # an orderly teardown: nobody leaves while another still talks
-        runner.server.close("shutdown")
         dump(rank)
 
 
@@ -123,27 +112,19 @@ def follow(rank: Rank) -> int:
     spe = len(task.train_loader)  # type: ignore[arg-type]
     batches = None
     while True:
-        dist.broadcast(rank.message, src=0)
-        kind, step, lr = rank.message.tolist()
+        kind, step, lr = rank.wire.receive()
         if kind == EXIT:
             dist.barrier()
             break
         if kind == EVAL:
             rank.reduce_metrics(evaluate(task.model, task))
             continue
-        step = int(step)
         if step % spe == 0 or batches is None:
             rank.epoch_start(step // spe)
             batches = iter(task.train_loader)
             task.model.train()
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        inputs, targets = next(batches)
-        inputs, targets = inputs.to(rank.device), targets.to(rank.device)
-        loss = task.loss(model(inputs), targets)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        apply_lr(optimizer, lr)
+        train_step(model, optimizer, task.loss, next(batches), rank.device)
     dump(rank)
     return 0
 

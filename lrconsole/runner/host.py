@@ -1,19 +1,24 @@
-"""Inside the runner process: the trainer on the main thread, the control server beside it."""
+"""Inside a training process: the trainer on the main thread, the control server beside it.
+
+One `Runner.serve` trains for both a background runner (the console's) and a foreground
+`lrconsole run`; they differ only in whether an empty queue waits and what a signal means.
+"""
 
 from __future__ import annotations
 
 import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
-from lrconsole import __version__
+from lrconsole._version import __version__
 from lrconsole.core.session.layout import SOCKET
 from lrconsole.core.train import events as ev
 from lrconsole.core.train.trainer import Trainer
+from lrconsole.errors import UserError
 from lrconsole.runner.server import ControlServer
 
 
@@ -31,29 +36,50 @@ class Runner:
     def _forward(self, event: ev.Event) -> None:
         self.server.publish(event.name, event.to_dict(), urgent=not isinstance(event, ev.EpochEnd))
 
-    def serve(self) -> int:
-        def on_signal(signum: int, frame: FrameType | None) -> None:
-            self.engine.request_exit("shutdown")
+    def serve(self, *, wait: bool, on_signal: str, socket_optional: bool = False) -> str:
+        """Train while serving the control socket; returns why training stopped, with the
+        session saved and closed.
 
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
-        self.server.start()
-        self.server.call(lambda: self.server.loop.create_task(self._watch_idle()))
+        `wait`: an empty queue pauses for the operator (a background runner) instead of
+        ending the run. SIGINT and SIGTERM leave at the next batch with reason `on_signal`.
+        `socket_optional`: a socket that cannot be served (a path over the OS limit) is
+        a warning, not an error. If training raises, every client is told, the last good
+        checkpoint is kept, and the exception goes on up.
+        """
+        engine = self.engine
+        restore = _on_signals(lambda: engine.request_exit(on_signal))
+        served = self._start_server(socket_optional)
+        if served and wait:
+            self.server.call(lambda: self.server.loop.create_task(self._watch_idle()))
         try:
-            reason = self.engine.run(wait=True)
-        except (
-            Exception
-        ) as exc:  # the trainer died: tell every client, keep the last good checkpoint
-            message = f"training failed: {type(exc).__name__}: {exc}"
-            print(message, file=sys.stderr, flush=True)
-            self.server.publish("error", {"message": message, "fatal": True})
-            time.sleep(0.1)
-            self.server.close("error")
+            reason = engine.run(wait=wait)
+        except Exception as exc:
+            if served:
+                message = f"training failed: {type(exc).__name__}: {exc}"
+                self.server.publish("error", {"message": message, "fatal": True})
+                time.sleep(0.1)
+                self.server.close("error")
             self.trainer.close(state="stopped", save=False)
-            return 1
+            raise
+        finally:
+            restore()
         self.trainer.close(state="stopped")
-        self.server.close(reason)
-        return 0
+        if served:
+            self.server.close(reason)
+        return reason
+
+    def _start_server(self, optional: bool) -> bool:
+        try:
+            self.server.start()
+        except UserError as exc:
+            if not optional:
+                raise
+            print(
+                f"lrconsole: warning: {exc}; status, attach and stop cannot reach this run",
+                file=sys.stderr,
+            )
+            return False
+        return True
 
     async def _watch_idle(self) -> None:
         import asyncio
@@ -85,9 +111,7 @@ class Runner:
         elif cmd == "stop_after_epoch":
             engine.stop_after_epoch()
         elif cmd == "queue":
-            engine.queue(args["segments"], replace=args["replace"])
-            with engine._lock:
-                return self.trainer.plan.to_dict(engine.global_step)
+            return engine.queue(args["segments"], replace=args["replace"])
         elif cmd == "set_lr":
             step = engine.set_lr(args["lr"])
             return {"lr": args["lr"], "global_step": step}
@@ -108,8 +132,7 @@ class Runner:
     def snapshot(self) -> dict[str, Any]:
         m = self.trainer.manifest
         engine = self.engine
-        with engine._lock:
-            plan = self.trainer.plan.to_dict(engine.global_step)
+        plan = engine.plan_dict()
         return {
             "protocol": 1,
             "runner": {"pid": os.getpid(), "version": __version__},
@@ -148,4 +171,68 @@ def main(
     trainer = Trainer.open(folder, schedule=schedule)
     if paused and trainer.engine.global_step < trainer.plan.total_steps:
         trainer.engine.pause("operator")  # a reopened session waits for the operator
-    return Runner(trainer, idle_timeout).serve()
+    try:
+        Runner(trainer, idle_timeout).serve(wait=True, on_signal="shutdown")
+    except Exception as exc:  # the trainer died: the clients were told, the log says why
+        print(f"training failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+def run_in_foreground(runner: Runner, session: str) -> int:
+    """Train the plan with a progress line; Ctrl-C or SIGTERM saves and leaves (130).
+
+    The run serves the session's control socket as a background runner does, so
+    `lrconsole status`, `attach` and `stop` reach it from another terminal.
+    """
+    from lrconsole.runner.progress import Progress
+
+    trainer, engine = runner.trainer, runner.engine
+    progress = Progress(sys.stderr, engine.plan.total_steps, engine.steps_per_epoch)
+    engine.on(ev.EpochEnd, progress.on_epoch)
+    try:
+        reason = runner.serve(wait=False, on_signal="interrupted", socket_optional=True)
+    finally:
+        progress.finish()
+    code, message = stop_message(reason, trainer, session)
+    print(message, file=sys.stderr)
+    return code
+
+
+def stop_message(reason: str, trainer: Trainer, session: str) -> tuple[int, str]:
+    """The exit code and closing line of a foreground run that stopped for `reason`."""
+    engine = trainer.engine
+    where = f"epoch {engine.global_epoch} (step {engine.global_step})"
+    if reason == "shutdown":
+        return 0, (
+            f"stopped by `lrconsole stop`: saved at {where}; continue with "
+            f"`lrconsole run {session}`"
+        )
+    if reason == "diverged":
+        step, epoch = engine.diverged_at or (engine.global_step, engine.global_epoch)
+        return 1, (
+            f"diverged at step {step} (epoch {epoch}): the last good checkpoint "
+            f"(epoch {trainer.manifest.global_epoch}) is kept; roll back with "
+            f"`lrconsole rollback {session} --epoch N` and train on at a lower LR"
+        )
+    if reason == "interrupted":
+        return 130, f"interrupted: saved at {where}; continue with `lrconsole run {session}`"
+    return 0, f"done: {trainer.folder.name} at {where}"
+
+
+def _on_signals(action: Any) -> Any:
+    """Run `action` on SIGINT and SIGTERM; returns the undo. Off the main thread (a test,
+    an embedding program) signals are not ours to take: nothing is installed."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signum: int, frame: object) -> None:
+        action()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def restore() -> None:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+    return restore

@@ -17,10 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from lrconsole.core.plan.schedule import Schedule
-from lrconsole.core.session.layout import MANIFEST, SOCKET
+from lrconsole.core.session.layout import (
+    LAUNCH_FILES,
+    MANIFEST,
+    RUNNER_LOG,
+    RUNNER_SCHEDULE,
+    SOCKET,
+)
 from lrconsole.errors import UserError
 
-LOG = "runner.log"
 MAX_SOCKET_PATH = 100  # AF_UNIX paths are limited to 108 bytes
 
 
@@ -79,7 +84,7 @@ def ensure_runner(
     folder.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "lrconsole.runner", str(folder)]
     if schedule is not None:
-        plan = folder / ".runner-schedule.yaml"
+        plan = folder / RUNNER_SCHEDULE
         schedule.dump(plan)
         command += ["--schedule", str(plan)]
     elif create is not None:
@@ -93,7 +98,7 @@ def ensure_runner(
         command += ["--idle-timeout", str(idle_timeout)]
     if paused:
         command.append("--paused")
-    log = open(folder / LOG, "ab")  # noqa: SIM115 - handed to the child
+    log = open(folder / RUNNER_LOG, "ab")  # noqa: SIM115 - handed to the child
     try:
         log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(command)}\n".encode())
         log.flush()
@@ -114,7 +119,8 @@ def ensure_runner(
             raise UserError(f"the runner for {folder.name!r} exited ({code}): {error}")
         time.sleep(0.05)
     raise UserError(
-        f"the runner for {folder.name!r} did not answer within {timeout:.0f}s; see {folder / LOG}"
+        f"the runner for {folder.name!r} did not answer within {timeout:.0f}s; "
+        f"see {folder / RUNNER_LOG}"
     )
 
 
@@ -124,7 +130,7 @@ def forget_failed_start(folder: Path, new_folder: bool) -> None:
     if new_folder:  # made by this call, and no session came of it
         shutil.rmtree(folder, ignore_errors=True)
         return
-    for name in (LOG, ".runner-schedule.yaml", SOCKET, "lock"):
+    for name in (*LAUNCH_FILES, SOCKET):
         with contextlib.suppress(FileNotFoundError):
             (folder / name).unlink()
 
@@ -132,7 +138,7 @@ def forget_failed_start(folder: Path, new_folder: bool) -> None:
 def last_error(folder: Path) -> str:
     """The last meaningful line of the runner's log: what a user needs to see."""
     try:
-        lines = (folder / LOG).read_text(errors="replace").strip().splitlines()
+        lines = (folder / RUNNER_LOG).read_text(errors="replace").strip().splitlines()
     except OSError:
         return "no log"
     for line in reversed(lines):

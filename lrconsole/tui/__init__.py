@@ -29,10 +29,11 @@ def run_console(
     create = None
     if new:
         from lrconsole.core.session.discover import new_session_name, resolve_session
+        from lrconsole.core.session.layout import MANIFEST
 
         name = session or new_session_name(sessions_dir)
         session_dir = resolve_session(sessions_dir, name, must_exist=False)
-        if (session_dir / "manifest.yaml").exists():
+        if (session_dir / MANIFEST).exists():
             raise UserError(f"session {name!r} exists: open it with `lrconsole open {name}`")
         create = {"task": task or "lesson", "seed": 0 if seed is None else seed}
     elif session is not None:

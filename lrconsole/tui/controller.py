@@ -19,12 +19,6 @@ from lrconsole.tui import messages as m
 from lrconsole.tui.model import RunModel
 
 
-class EventLike(Protocol):
-    name: str
-    data: dict[str, Any]
-    seq: int
-
-
 class ClientLike(Protocol):
     """What the console needs of `lrconsole.client.RunnerClient`."""
 
@@ -58,13 +52,14 @@ def runner_connector(
     async def connect(first: bool) -> ClientLike:
         # Imported here: none of this is needed to draw the first frame.
         from lrconsole.client import RunnerClient
+        from lrconsole.core.session.layout import SOCKET
         from lrconsole.errors import UserError
         from lrconsole.runner.launch import ensure_runner, runner_alive
 
         if attach and first:
             if not runner_alive(session_dir):
                 raise UserError(f"no runner is running for {session_dir.name}")
-            sock = session_dir / "control.sock"
+            sock = session_dir / SOCKET
         else:
             sock = await asyncio.to_thread(
                 ensure_runner,
@@ -117,8 +112,6 @@ class Controller:
                 self._dispatch(event.name, event.data or {}, post)
         finally:
             self.client = None
-            if self.closing:
-                post(m.Disconnected("closed by the console", expected=True))
 
     def _dispatch(self, name: str, data: dict[str, Any], post: Post) -> None:
         model = self.model

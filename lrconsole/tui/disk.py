@@ -1,4 +1,5 @@
-"""What the console can draw from a session's files alone, before its runner answers.
+"""What the console reads from a session's files itself: the history before its runner
+answers, the abandoned paths, the rows the rollback picker shows.
 
 Starting a runner takes seconds (it imports torch); the history is on disk already, so the
 run screen draws it at once and swaps in the runner's own snapshot when it connects.
@@ -14,7 +15,11 @@ from lrconsole.core.plan.plan import Plan
 from lrconsole.core.session.discover import read_metrics
 from lrconsole.core.session.layout import MANIFEST
 from lrconsole.core.session.manifest import Manifest
+from lrconsole.core.session.metrics import read_rows
+from lrconsole.core.session.snapshot import build_snapshot
 from lrconsole.errors import UserError
+from lrconsole.tui.model import RunModel
+from lrconsole.tui.series import Series
 
 COUNTERS = ("global_epoch", "global_step", "segment", "lr", "time")
 
@@ -28,8 +33,8 @@ def _number(text: str | None) -> float | None:
 
 
 def snapshot_from_disk(folder: Path) -> dict[str, Any] | None:
-    """A snapshot in the protocol's shape (session, plan, history) read from the files,
-    up to the last checkpoint; None when the session has no readable manifest yet."""
+    """A snapshot in the protocol's shape (no runner) read from the files, history up to
+    the last checkpoint; None when the session has no readable manifest yet."""
     if not (folder / MANIFEST).exists():
         return None
     try:
@@ -55,16 +60,43 @@ def snapshot_from_disk(folder: Path) -> dict[str, Any] | None:
             }
         )
     plan = Plan(manifest.segments, manifest.steps_per_epoch)
-    return {
-        "session": {
-            "name": manifest.name,
-            "task": manifest.task.spec,
-            "steps_per_epoch": manifest.steps_per_epoch,
-            "metrics": manifest.metrics,
-            "monitor": manifest.monitor,
-            "policy_marks": manifest.policy_marks,
-        },
-        "state": {"state": "paused", "reason": None, "global_epoch": manifest.global_epoch},
-        "plan": plan.to_dict(manifest.global_step),
-        "history": history,
-    }
+    return build_snapshot(
+        manifest,
+        folder=folder,
+        plan=plan.to_dict(manifest.global_step),
+        # Paused until the runner says otherwise: nothing trains before it answers.
+        state={"state": "paused", "reason": None, "global_epoch": manifest.global_epoch},
+        history=history,
+    )
+
+
+def load_branches(folder: Path, model: RunModel) -> dict[str, Series]:
+    """The monitored metric of each abandoned path, from its files, placed after its fork."""
+    try:
+        branches = Manifest.read(folder).branches
+    except UserError:
+        return {}
+    monitor = model.monitor or ""
+    out: dict[str, Series] = {}
+    for branch in branches[-5:]:  # the latest few: more would only be noise
+        try:
+            rows = read_rows(folder / str(branch.get("metrics", "")))
+        except OSError:
+            continue
+        values = [float(r[monitor]) if r.get(monitor) else math.nan for r in rows]
+        lead = int(branch.get("fork_epoch", 0)) - model.first_epoch + 1
+        if values and lead >= 0:
+            out[f"path {branch.get('path')}"] = Series([math.nan] * lead + values)
+    return out
+
+
+def rollback_rows(folder: Path, metrics: list[str]) -> list[dict[str, Any]]:
+    """metrics.csv's rows in the shape the rollback picker shows."""
+    return [
+        {
+            "global_epoch": int(r["global_epoch"]),
+            "lr": float(r["lr"]),
+            "metrics": {k: float(v) for k, v in r.items() if k in metrics and v},
+        }
+        for r in read_metrics(folder)
+    ]

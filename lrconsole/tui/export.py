@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from lrconsole.core.plan.plan import Plan
@@ -20,17 +21,11 @@ def export(session_dir: Path, path: Path, model: RunModel | None = None) -> Sche
     manifest on disk); task, seed and optimizer come from the manifest.
     """
     if model is not None and model.segments():
-        manifest = Manifest.read(session_dir)
+        # Everything but the segments comes from the manifest's one schedule builder, so
+        # settings such as spike_factor are never dropped on the way.
         segments = [Segment.from_dict(s) for s in model.segments()]
-        plan = Plan(segments, model.steps_per_epoch)
-        schedule = Schedule(
-            plan.done(model.done_steps()),
-            model.steps_per_epoch,
-            manifest.task,
-            manifest.seed,
-            manifest.threads,
-            manifest.optimizer,
-        )
+        done = Plan(segments, model.steps_per_epoch).done(model.done_steps())
+        schedule = replace(Manifest.read(session_dir).schedule(done_only=False), segments=done)
     else:
         schedule = export_schedule(session_dir)
     if not schedule.segments:

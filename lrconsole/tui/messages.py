@@ -20,14 +20,6 @@ class Connected(Message):
 
 
 @dataclass
-class Disconnected(Message):
-    """The connection ended. `expected` when the console asked for it (quit, detach)."""
-
-    reason: str
-    expected: bool = False
-
-
-@dataclass
 class HistoryGrew(Message):
     """New epochs were added to the run model; `epochs` is the global epoch counter."""
 

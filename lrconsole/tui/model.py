@@ -158,6 +158,11 @@ class RunModel:
             first = current + 1
         return list(range(min(first, len(segs)), len(segs)))
 
+    def queued(self) -> list[dict[str, Any]]:
+        """Copies of the segments that have not started, in order."""
+        segs = self.segments()
+        return [dict(segs[i]) for i in self.pending()]
+
     def current_segment(self) -> tuple[int, dict[str, Any], int, int] | None:
         """(index, segment, steps done in it, its length) of the running segment."""
         segs = self.segments()
@@ -234,13 +239,6 @@ class RunModel:
             for first in self.segment_first_epoch.values()
             if first > self.first_epoch
         )
-
-    def best(self) -> tuple[str, float] | None:
-        name = self.monitor or (self.metrics[-1] if self.metrics else None)
-        if name is None or name not in self.series:
-            return None
-        lo, hi = self.series[name].range()
-        return None if lo > hi else (name, lo)
 
     def segment_rows(self) -> list[SegmentRow]:
         segs = self.segments()

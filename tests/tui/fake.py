@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from lrconsole.core.plan.segment import OptimizerSpec, TaskSpec
+from lrconsole.core.session.manifest import Manifest
+from lrconsole.core.session.snapshot import build_snapshot
 
 SPE = 14
 METRICS = ["train_mse", "test_mse"]
@@ -71,7 +75,7 @@ class FakeClient:
         history = lesson_like_history(self.segments)
         done = sum(e for e, _ in self.segments)
         plan_segments = [{"epochs": e, "lr": lr} for e, lr in self.segments + self.queued]
-        self.plan = {
+        self.plan: dict[str, Any] = {
             "segments": plan_segments,
             "done_steps": done * SPE,
             "current": len(self.segments),
@@ -85,23 +89,23 @@ class FakeClient:
             "lr": self.segments[-1][1] if self.segments else None,
             "segment": len(self.segments),
         }
-        self.snapshot: dict[str, Any] = {
-            "protocol": 1,
-            "runner": {"pid": 0, "version": "test"},
-            "session": {
-                "name": self.name,
-                "dir": f"sessions/{self.name}",
-                "task": "lesson",
-                "seed": 0,
-                "optimizer": {"name": "sgd"},
-                "steps_per_epoch": SPE,
-                "metrics": METRICS,
-                "monitor": "test_mse",
-            },
-            "state": dict(self.state),
-            "plan": dict(self.plan),
-            "history": history,
-        }
+        manifest = Manifest(
+            name=self.name,
+            task=TaskSpec("lesson"),
+            seed=0,
+            optimizer=OptimizerSpec("sgd"),
+            steps_per_epoch=SPE,
+            metrics=list(METRICS),
+            monitor="test_mse",
+        )
+        self.snapshot: dict[str, Any] = build_snapshot(
+            manifest,
+            folder=Path("sessions") / self.name,
+            plan=dict(self.plan),
+            state=dict(self.state),
+            history=history,
+            runner={"pid": 0, "version": "test"},
+        )
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self._queue: asyncio.Queue[FakeEvent | None] = asyncio.Queue()
         self._seq = 0
@@ -154,10 +158,13 @@ class FakeClient:
         self._queue.put_nowait(None)
 
 
-def fake_factory(client: FakeClient):  # type: ignore[no-untyped-def]
+Connect = Callable[[bool], Awaitable["FakeClient"]]
+
+
+def fake_factory(client: FakeClient) -> Callable[[Path, dict[str, Any] | None, bool], Connect]:
     """A connector factory for make_app that always hands out `client`."""
 
-    def factory(session_dir: Path, create: dict[str, Any] | None, attach: bool):  # type: ignore[no-untyped-def]
+    def factory(session_dir: Path, create: dict[str, Any] | None, attach: bool) -> Connect:
         async def connect(first: bool) -> FakeClient:
             return client
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from lrconsole.core.session.layout import METRICS
 from lrconsole.tui.app import make_app
 from lrconsole.tui.disk import snapshot_from_disk
 from lrconsole.tui.screens.run import RunScreen
@@ -32,7 +33,7 @@ def test_snapshot_from_disk_matches_the_files(tmp_path: Path) -> None:
     folder = trained_session(tmp_path)
     snapshot = snapshot_from_disk(folder)
     assert snapshot is not None
-    with open(folder / "metrics.csv", newline="") as handle:
+    with open(folder / METRICS, newline="") as handle:
         rows = list(csv.DictReader(handle))
     history = snapshot["history"]
     assert [h["global_epoch"] for h in history] == [1, 2, 3]

@@ -348,6 +348,51 @@ async def test_e_exports_the_schedule(shared: Path) -> None:
         await finish(app)
 
 
+async def test_export_from_a_connected_console_keeps_the_sessions_settings(
+    own_session: Path,
+) -> None:
+    """The console's export builds the schedule from the live plan: settings that only the
+    manifest holds (spike_factor) must come through, or a replay pauses where the run did not."""
+    from lrconsole.core.plan.schedule import Schedule
+
+    plan = own_session.parent / "plan.yaml"
+    plan.write_text(
+        "version: 1\ntask: lesson\nseed: 0\nspike_factor: 3.0\n"
+        "segments:\n  - {epochs: 2, lr: 0.03}\n"
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lrconsole",
+            "--sessions-dir",
+            str(own_session.parent),
+            "run",
+            own_session.name,
+            "--schedule",
+            str(plan),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    rec = Recorder()
+    app = console(own_session)
+    async with app.run_test(size=SIZE, message_hook=rec) as pilot:
+        screen = await connected(pilot, app)
+        await queue_and_wait_paused(pilot, screen, 2)
+        await pilot.press("escape")
+        await pilot.press("e")
+        assert isinstance(app.screen, ExportScreen)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: rec.of(m.ScheduleExported), what="the export")
+        schedule = Schedule.load(own_session / "schedule.yaml")
+        assert [(s.epochs, s.lr) for s in schedule.segments] == [(2, 0.03), (2, 0.01)]
+        assert schedule.spike_factor == 3.0
+        await finish(app)
+
+
 async def test_t_starts_tensorboard(shared: Path) -> None:
     import urllib.request
 

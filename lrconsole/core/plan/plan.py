@@ -40,6 +40,13 @@ class Plan:
         index = bisect.bisect_right(self.starts, step) - 1
         return index, step - self.starts[index]
 
+    def lr_at_step(self, step: int) -> float:
+        """The LR of global step `step` (past the plan's end: its last segment's LR)."""
+        index, pos = self.locate(step)
+        if index < len(self.segments):
+            return self.segments[index].lr_at(pos, self.steps_per_epoch)
+        return self.segments[-1].lr if self.segments else 1e-3
+
     def end_of(self, index: int) -> int:
         return self.starts[index] + self.segments[index].length(self.steps_per_epoch)
 

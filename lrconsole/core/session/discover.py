@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import os
 from dataclasses import dataclass
@@ -11,6 +10,7 @@ from pathlib import Path
 from lrconsole.core.plan.schedule import Schedule
 from lrconsole.core.session.layout import LOCK, MANIFEST, METRICS, checkpoint_steps
 from lrconsole.core.session.manifest import Manifest, SessionError
+from lrconsole.core.session.metrics import read_rows
 from lrconsole.errors import UserError
 
 
@@ -111,10 +111,9 @@ def last_metrics(folder: Path) -> dict[str, float]:
 
 
 def read_metrics(folder: Path, tail: int | None = None) -> list[dict[str, str]]:
-    path = folder / METRICS
+    """The session's metrics.csv rows (the last `tail`), torn lines left out; none yet: []."""
     try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            rows = [row for row in csv.DictReader(handle) if None not in row.values()]
+        rows = read_rows(folder / METRICS)
     except FileNotFoundError:
         return []
     return rows[-tail:] if tail else rows

@@ -1,15 +1,19 @@
 """Every file name inside a session folder, and the one place checkpoint names are parsed.
 
 ```
-<session>/manifest.yaml      what the session is and where it stands
-<session>/metrics.csv        one row per epoch of the current path
-<session>/checkpoints/       step-000000123.pt, one per kept position
-<session>/tb/path-N/         TensorBoard runs, one per path
-<session>/branches/          path-N.csv and path-N.yaml: the paths a rollback abandoned
-<session>/lock               held (flock) by the process that trains the session
-<session>/control.sock       the runner's control socket
-<session>/runner.log         a background runner's stdout and stderr
+<session>/manifest.yaml          what the session is and where it stands
+<session>/metrics.csv            one row per epoch of the current path
+<session>/checkpoints/           step-000000123.pt, one per kept position
+<session>/tb/path-N/             TensorBoard runs, one per path
+<session>/branches/              path-N.csv and path-N.yaml: the paths a rollback abandoned
+<session>/lock                   the PID of the process that trains the session (flock held)
+<session>/control.sock           the runner's control socket
+<session>/runner.log             a background runner's stdout and stderr
+<session>/.runner-schedule.yaml  the schedule a launcher hands its runner (or torchrun)
+<session>/schedule.yaml          where the console's export (`e`) writes by default
 ```
+
+Files are replaced atomically through `.<name>.<random>.tmp` beside them (core.atomic).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ LOCK = "lock"
 SOCKET = "control.sock"
 RUNNER_LOG = "runner.log"
 RUNNER_SCHEDULE = ".runner-schedule.yaml"  # the schedule a launcher hands its runner
+SCHEDULE_EXPORT = "schedule.yaml"  # the console's default export target
 # Files a launcher may put in a new session folder before the runner creates the session.
 LAUNCH_FILES = frozenset({RUNNER_LOG, RUNNER_SCHEDULE, LOCK})
 
@@ -50,8 +55,14 @@ def checkpoint_files(folder: Path) -> list[Path]:
 
 
 def checkpoint_steps(folder: Path) -> list[int]:
+    """The global steps of the session's checkpoints, in order; odd names are skipped."""
     steps = (checkpoint_step(path) for path in checkpoint_files(folder))
     return sorted(step for step in steps if step is not None)
+
+
+def tensorboard_run(path: int) -> str:
+    """The TensorBoard run of path `path`, relative to the session folder."""
+    return f"{TB_DIR}/path-{path}"
 
 
 def branch_files(path: int) -> tuple[str, str]:

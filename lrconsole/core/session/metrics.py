@@ -1,4 +1,5 @@
-"""`metrics.csv`: one row per epoch of the current path. No torch here."""
+"""`metrics.csv`: one row per epoch of the current path; the one reader of such files and
+the one rule for "better" under a monitor mode. No torch here."""
 
 from __future__ import annotations
 
@@ -24,15 +25,12 @@ class MetricsLog:
 
     def open(self, keep_epochs: int) -> list[dict[str, Any]]:
         """Open for appending, dropping rows past `keep_epochs` (work to be redone)."""
-        rows: list[dict[str, Any]] = []
+        rows: list[dict[str, str]] = []
         if self.path.exists():
-            with open(self.path, newline="", encoding="utf-8") as handle:
-                for row in csv.DictReader(handle):
-                    if None in row.values() or not row.get("time"):
-                        break  # a torn last line from a crash
-                    if int(row["global_epoch"]) > keep_epochs:
-                        break
-                    rows.append(row)
+            for row in read_rows(self.path, stop_at_torn=True):
+                if int(row["global_epoch"]) > keep_epochs:
+                    break
+                rows.append(row)
         write_rows(self.path, self.columns, rows)
         self._handle = open(self.path, "a", newline="", encoding="utf-8")  # noqa: SIM115
         self._writer = csv.DictWriter(self._handle, self.columns, lineterminator="\n")
@@ -69,9 +67,23 @@ class MetricsLog:
             self._handle = None
 
 
-def read_rows(path: Path) -> list[dict[str, str]]:
+def read_rows(path: Path, *, stop_at_torn: bool = False) -> list[dict[str, str]]:
+    """The rows of a metrics file (metrics.csv or a branch's path-N.csv), as text.
+
+    A row with fewer fields than the header is a line torn by a crash: it is left out.
+    With `stop_at_torn` (the log reopening its file to append after it) reading ends there
+    instead, and also at a row without its time, the field written last. Raises OSError
+    (FileNotFoundError for a missing file).
+    """
+    rows: list[dict[str, str]] = []
     with open(path, newline="", encoding="utf-8") as handle:
-        return [row for row in csv.DictReader(handle) if None not in row.values()]
+        for row in csv.DictReader(handle):
+            torn = None in row.values()
+            if stop_at_torn and (torn or not row.get("time")):
+                break
+            if not torn:
+                rows.append(row)
+    return rows
 
 
 def write_rows(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
@@ -90,3 +102,22 @@ def _typed(row: dict[str, str]) -> dict[str, Any]:
         else:
             out[key] = float(value) if value != "" else float("nan")
     return out
+
+
+def better(value: float, best: float, mode: str) -> bool:
+    """Whether `value` beats `best` under `mode` ("min": lower is better, "max": higher).
+    Strict: a tie keeps the earlier epoch; NaN never beats anything."""
+    return value < best if mode == "min" else value > best
+
+
+def best_of(history: list[dict[str, Any]], metric: str, mode: str) -> dict[str, Any] | None:
+    """The best value of `metric` over history rows (EpochEnd.to_dict() shape), as the
+    manifest stores it: {"metric", "value", "epoch"}; the first of equal values wins."""
+    best: dict[str, Any] | None = None
+    for row in history:
+        value = row["metrics"].get(metric)
+        if value is not None and (best is None or better(value, best["metrics"][metric], mode)):
+            best = row
+    if best is None:
+        return None
+    return {"metric": metric, "value": best["metrics"][metric], "epoch": best["global_epoch"]}

@@ -6,45 +6,36 @@ param group right before the step: what the operator typed is what the optimizer
 Threads: `run()` trains on the calling thread. The control methods (`pause`, `resume`,
 `queue`, `set_lr`, ...) may be called from any thread; they take effect at the next batch
 boundary. Handlers run on the training thread and must be quick.
+
+A user's own loop (`lrconsole.Steer`) drives the same engine through its step API:
+`at_boundary` / `begin_step` / `finish_step` / `after_step` / `finish_epoch`.
 """
 
 from __future__ import annotations
 
 import math
-import threading
 import time
-from collections import defaultdict, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
-from dataclasses import dataclass
-from typing import Any, TypeVar
-
-import torch
+from typing import Any
 
 from lrconsole.core.plan.plan import Plan
 from lrconsole.core.plan.segment import OptimizerSpec, Segment, check_lr
 from lrconsole.core.tasks.optim import build_optimizer
 from lrconsole.core.tasks.task import Task
 from lrconsole.core.train import events as ev
-from lrconsole.core.train.rng import capture_rng, restore_rng
+from lrconsole.core.train.controls import Controls
+from lrconsole.core.train.cursor import SegmentCursor
+from lrconsole.core.train.epoch import EpochStream
+from lrconsole.core.train.guard import DivergenceGuard
+from lrconsole.core.train.hooks import Hooks
+from lrconsole.core.train.rng import capture_rng
+from lrconsole.core.train.step import apply_lr, evaluate, train_step
 
-E = TypeVar("E", bound=ev.Event)
-Handler = Callable[[Any], None]
 STATE_FORMAT = 1
-GUARD_EPOCHS = 3  # the divergence guard compares with the mean loss of this many epochs
 
 
-@dataclass
-class Hooks:
-    """Where a distributed run joins the loop (lrconsole.dist); all None otherwise."""
-
-    step_begin: Callable[[int, float], None] | None = None  # (global step, lr) before a step
-    epoch_start: Callable[[int], None] | None = None  # (finished epochs) before an epoch
-    reduce_metrics: Callable[[dict[str, float]], dict[str, float]] | None = None
-    train_model: Callable[..., Any] | None = None  # e.g. the DDP wrapper for training
-
-
-class Engine:
+class Engine(ev.Emitter):
     def __init__(self, task: Task, plan: Plan, optimizer_spec: OptimizerSpec) -> None:
         self.task = task
         self.plan = plan
@@ -53,6 +44,7 @@ class Engine:
         self.steps_per_epoch = plan.steps_per_epoch
         self.global_step = 0
         self.global_epoch = 0
+        self.batch = 0  # steps done in the epoch in progress
         # Steps whose LR has been read: edits apply from here, never to a step in flight.
         self._claimed = 0
         self.lr = plan.segments[0].lr if plan.segments else 0.0
@@ -61,66 +53,36 @@ class Engine:
         # A user's own loop cannot fast-forward its data: it checkpoints at epoch ends only.
         self.mid_epoch_checkpoints = True
         self.hooks = Hooks()
-        self._handlers: dict[type[ev.Event], list[Handler]] = defaultdict(list)
-        self._lock = threading.RLock()
-        self._wake = threading.Condition(self._lock)
-        # Set by any control call; the training loop takes the slow path only then.
-        self._attention = False
-        self._pause_reason: str | None = None  # requested pause
-        self._pause_at: int | None = None  # pause when global_step reaches this
-        self._exit: str | None = None  # stop | shutdown
-        self._jobs: deque[tuple[Callable[[], Any], Future[Any]]] = deque()
-        self.running = False
-        self.paused: str | None = None  # current pause reason, None while training
+        self.guard = DivergenceGuard()
+        super().__init__()
+        self._controls = Controls()
+        self._lock = self._controls.lock
         # Set when a loss went NaN/inf or spiked: nothing is checkpointed until the operator acts.
         self.diverged = False
         # (global step, epoch) of the step that diverged: epoch counts from 1, the epoch the
         # bad step belongs to. None while the run is healthy.
         self.diverged_at: tuple[int, int] | None = None
-        # A batch loss above spike_factor x the lowest batch loss of the last epochs diverged.
-        self.spike_factor: float | None = 10.0
-        # The guard compares with the mean batch loss of recent epochs, not the lowest batch:
-        # single batches of a heavy-tailed task (the lesson's) vary tenfold on their own.
-        # The guard's memory is part of the checkpoint (`state_dict`), so a resumed or rolled
-        # back run makes exactly the decisions of an uninterrupted one.
-        self._recent_lows: deque[float] = deque(maxlen=GUARD_EPOCHS)
-        self._spike_limit = math.inf  # spike_factor x the lowest recent epoch mean
-        self._epoch_sum = 0.0
-        self._epoch_count = 0
-        self._iter: Iterator[Any] | None = None
-        self._batch = 0
-        self._epoch_rng: torch.Tensor | None = None
-        self._pending_rng: dict[str, Any] | None = None
-        self._segment_index = -1
-        self._segment_end = -1
-        self._segment: Segment | None = None
-        self._segment_version = -1
+        self._data = EpochStream()
+        self._cursor = SegmentCursor(plan, self._segment_cut)
 
-    # -- events ----------------------------------------------------------------------
-    def on(self, event: type[E], handler: Callable[[E], None]) -> None:
-        self._handlers[event].append(handler)
+    @property
+    def running(self) -> bool:
+        return self._controls.running
 
-    def emit(self, event: ev.Event) -> None:
-        for handler in self._handlers.get(type(event), ()):
-            handler(event)
+    @property
+    def paused(self) -> str | None:
+        """Why the run waits now (operator, stop, error, queue_empty); None while training."""
+        return self._controls.paused
 
     # -- controls (any thread) ---------------------------------------------------------
-    def _poke(self) -> None:
-        self._attention = True
-        self._wake.notify_all()
-
     def pause(self, reason: str = "operator") -> None:
-        with self._lock:
-            self._pause_reason = reason
-            self._poke()
+        self._controls.request_pause(reason)
 
     def resume(self) -> None:
         with self._lock:
             self.diverged = False
             self.diverged_at = None
-            self._pause_reason = None
-            self._pause_at = None
-            self._poke()
+            self._controls.clear_pause()
 
     def stop_after_epoch(self) -> int:
         """End the running segment at the end of this epoch and pause there."""
@@ -128,38 +90,32 @@ class Engine:
             spe = self.steps_per_epoch
             end = -(-self._claimed // spe) * spe
             self.plan.truncate_at(end)
-            self._pause_at = end
-            self._poke()
-            return end
+            self._controls.pause_at = end
+            self._controls.poke()
+        return end
 
     def submit(self, job: Callable[[], Any]) -> Future[Any]:
         """Run `job` on the training thread at the next batch boundary (now if not running).
 
-        Rollback and the LR range test touch the model, so they run there, never beside it.
+        Rollback, the LR range test and manifest writes touch the model or the session's
+        files, so they run there, never beside it.
         """
-        future: Future[Any] = Future()
-        with self._lock:
-            if self.running:
-                self._jobs.append((job, future))
-                self._poke()
-                return future
-        _run_job(job, future)
-        return future
+        return self._controls.submit(job)
 
     def request_exit(self, reason: str = "stop") -> None:
         """Leave `run()` at the next batch boundary (Ctrl-C, shutdown)."""
-        with self._lock:
-            self._exit = reason
-            self._poke()
+        self._controls.request_exit(reason)
 
-    def queue(self, segments: Iterable[Segment], replace: bool = False) -> None:
+    def queue(self, segments: Iterable[Segment], replace: bool = False) -> dict[str, Any]:
+        """Append (or replace the unstarted part of the plan with) `segments`; the plan."""
         with self._lock:
             if replace:
                 self.plan.replace_queued(self._claimed, segments)
             else:
                 self.plan.append(segments)
-            self._poke()
+            self._controls.poke()
         self.emit_plan()
+        return self.plan_dict()
 
     def set_lr(self, lr: float) -> int:
         """Train at `lr` from the very next optimizer step; returns that step."""
@@ -167,27 +123,50 @@ class Engine:
         with self._lock:
             step = self._claimed
             self.plan.split_at(step, lr)
-            self._poke()
+            self._controls.poke()
         self.emit(ev.LrSet(lr, step))
         self.emit_plan()
         return step
 
-    def emit_plan(self) -> None:
+    def end_segment_here(self) -> None:
+        """End the running segment at the current step; later segments stay queued."""
         with self._lock:
-            data = self.plan.to_dict(self.global_step)
-        self.emit(ev.PlanChanged(**data))
+            self.plan.truncate_at(self.global_step)
+
+    def emit_plan(self) -> None:
+        """Announce the plan on the training thread, where its handlers write the files."""
+        self.submit(lambda: self.emit(ev.PlanChanged(**self.plan_dict())))
+
+    # -- reading the plan and the position (any thread) ----------------------------------
+    def plan_dict(self) -> dict[str, Any]:
+        with self._lock:
+            return self.plan.to_dict(self.global_step)
+
+    def segments(self) -> list[Segment]:
+        with self._lock:
+            return list(self.plan.segments)
+
+    def done_segments(self, step: int | None = None) -> list[Segment]:
+        """The path trained up to `step` (default: the current step)."""
+        with self._lock:
+            return self.plan.done(self.global_step if step is None else step)
 
     def state(self) -> dict[str, Any]:
         with self._lock:
             index, _ = self.plan.locate(self.global_step)
+            state = "paused" if self.paused else "running"
             return {
-                "state": "paused" if self.paused else "running",
+                "state": state,
                 "reason": self.paused,
                 "global_epoch": self.global_epoch,
                 "global_step": self.global_step,
                 "lr": self.lr,
                 "segment": index,
             }
+
+    def needs_boundary(self) -> bool:
+        """Whether the next step must wait for the slow path (a request, the plan's end)."""
+        return self._controls.attention or self.global_step >= self.plan.total_steps
 
     # -- the loop ----------------------------------------------------------------------
     def run(self, wait: bool = False) -> str:
@@ -197,108 +176,67 @@ class Engine:
         With `wait`, an empty queue pauses (reason `queue_empty`) instead of returning,
         as the lesson's `input()` prompt did, until more is queued or `request_exit`.
         """
-        self._exit = None
-        self._attention = True
         with self._lock:
-            self.running = True
+            self._controls.exit = None
+        self.start_running()
         try:
             while True:
-                if self._attention or self.global_step >= self.plan.total_steps:
+                if self.needs_boundary():
                     reason = self.at_boundary(wait)
                     if reason is not None:
                         return reason
-                if self._iter is None:
+                if self._data.batches is None:
                     self._start_epoch()
-                self._train_step(next(self._iter))  # type: ignore[arg-type]
+                self._train_step(next(self._data.batches))  # type: ignore[arg-type]
         finally:
-            with self._lock:
-                self.running = False
-                jobs = list(self._jobs)
-                self._jobs.clear()
-            for job, future in jobs:
-                _run_job(job, future)
+            self.stop_running()
+
+    def start_running(self) -> None:
+        """From here on, jobs wait for a batch boundary (a user's loop calls this too)."""
+        with self._lock:
+            self._controls.running = True
+            self._controls.attention = True
+
+    def stop_running(self) -> None:
+        """Nothing trains any more: jobs still waiting run now, on this thread."""
+        self._controls.stop_running()
 
     def at_boundary(self, wait: bool) -> str | None:
-        """The slow path: pauses, exits and the end of the plan."""
+        """The slow path: jobs, pauses, exits and the end of the plan. None: train on."""
+        controls = self._controls
         while True:
-            while self._jobs:
-                _run_job(*self._jobs.popleft())
+            controls.run_jobs()
             with self._lock:
-                self._attention = False
-                if self._exit is not None:
-                    return self._exit
-                if self._pause_at is not None and self.global_step >= self._pause_at:
-                    self._pause_reason, self._pause_at = "stop", None
-                reason = self._pause_reason
-                if reason == "error" and not wait:
-                    return "diverged"
-                if reason is None and self.global_step >= self.plan.total_steps:
-                    if not wait:
-                        return "done"
-                    reason = "queue_empty"
-                if reason is None:
-                    was_paused, self.paused = self.paused, None
-                    if was_paused is None:
-                        return None
-                newly = reason is not None and self.paused != reason
-                if reason is not None:
-                    self.paused = reason
+                leave, changed = controls.decide(self.global_step, self.plan.total_steps, wait)
+                reason = controls.paused
+            if leave is not None:
+                return leave
             if reason is None:
-                self.emit(ev.Resumed(self.global_step))
+                if changed:
+                    self.emit(ev.Resumed(self.global_step))
                 return None
-            if newly:
+            if changed:
                 self.emit(ev.Paused(reason, self.global_epoch, self.global_step))
-            with self._lock:
-                if not self._attention and not self._jobs:
-                    self._wake.wait(timeout=0.5)
+            controls.idle_wait()
+
+    def begin_epoch(self) -> None:
+        """Before an epoch's first batch: the RNG of a resumed checkpoint, the epoch hook."""
+        self._data.restore_pending()
+        if self.hooks.epoch_start is not None:
+            self.hooks.epoch_start(self.global_epoch)
 
     def _start_epoch(self) -> None:
         self.model.train()
-        loader = self.task.train_loader
-        skip = self._batch
-        if skip and self._epoch_rng is not None:
-            # Resuming mid-epoch: the same shuffle order, then fast-forward.
-            torch.set_rng_state(self._epoch_rng)
-            it = iter(loader)
-            for _ in range(skip):
-                next(it)
-        else:
-            if self._pending_rng is not None:
-                restore_rng(self._pending_rng)
-                self._pending_rng = None
-            if self.hooks.epoch_start is not None:
-                self.hooks.epoch_start(self.global_epoch)
-            self._epoch_rng = torch.get_rng_state()
-            self._batch = 0
-            it = iter(loader)
-        if self._pending_rng is not None:
-            restore_rng(self._pending_rng)
-            self._pending_rng = None
-        self._iter = it
+        if not self._data.start(self.task.train_loader, self.batch, self.begin_epoch):
+            self.batch = 0
 
-    def _current_segment(self) -> tuple[int, int, Segment]:
-        """(index, position, segment) of the next step; cached until the plan changes."""
-        step = self.global_step
-        if self._segment_version != self.plan.version or step >= self._segment_end:
-            index, _ = self.plan.locate(step)
-            self._segment_version = self.plan.version
-            moved = index != self._segment_index and self._segment_index >= 0
-            if moved and 0 < step < self._segment_end:  # cut short by an edit
-                self.emit(ev.SegmentEnd(self._segment_index, self.global_epoch, step))
-            self._segment_index = index
-            self._segment = self.plan.segments[index]
-            self._segment_end = self.plan.end_of(index)
-        assert self._segment is not None
-        start = self._segment_end - self._segment.length(self.steps_per_epoch)
-        return self._segment_index, step - start, self._segment
+    def _segment_cut(self, index: int, step: int) -> None:
+        self.emit(ev.SegmentEnd(index, self.global_epoch, step))
 
     def _train_step(self, batch: Any) -> None:
         index = self.begin_step()
-        inputs, targets = _to_device(batch, self.task.device)
-        loss = self.task.loss((self.hooks.train_model or self.model)(inputs), targets)
-        self.optimizer.zero_grad()
-        loss.backward()
-        self.optimizer.step()
+        model = self.hooks.train_model or self.model
+        loss = train_step(model, self.optimizer, self.task.loss, batch, self.task.device)
         if self.finish_step(index, loss.item()):
             metrics = self.evaluate()
             if self.hooks.reduce_metrics is not None:
@@ -310,7 +248,7 @@ class Engine:
     def begin_step(self) -> int:
         """Claim the next step and write its LR into every param group; its segment."""
         with self._lock:
-            index, pos, seg = self._current_segment()
+            index, pos, seg = self._cursor.at(self.global_step)
             lr = seg.lr_at(pos, self.steps_per_epoch)
             self._claimed = self.global_step + 1
         if pos == 0:
@@ -319,8 +257,7 @@ class Engine:
                 self.optimizer = build_optimizer(self.optimizer_spec, params, lr)
             self.emit(ev.SegmentStart(index, seg.to_dict(), self.global_step))
         self.lr = lr
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        apply_lr(self.optimizer, lr)
         if self.hooks.step_begin is not None:
             self.hooks.step_begin(self.global_step, lr)
         return index
@@ -332,36 +269,18 @@ class Engine:
         """
         with self._lock:
             self.global_step += 1
-        self._batch += 1
-        if value is None:
-            value = math.nan
-        elif not math.isfinite(value):
-            self._diverged(f"the loss is {value} {self._where()}")
-        elif self._spike_limit < value:
-            floor = min(self._recent_lows)
-            if self.spike_factor and value > self.spike_factor * floor:
-                self._diverged(
-                    f"the loss spiked to {value:.4g} {self._where()}, over "
-                    f"{self.spike_factor:g}x the recent mean {floor:.4g}"
-                )
-        if value == value:  # not NaN
-            self._epoch_sum += value
-            self._epoch_count += 1
-        if self._handlers.get(ev.BatchEnd):
-            self.emit(
-                ev.BatchEnd(
-                    self.global_step,
-                    self.global_epoch + 1,
-                    self._batch,
-                    self.steps_per_epoch,
-                    value,
-                    self.lr,
-                )
-            )
-        return self._batch >= self.steps_per_epoch
+        self.batch += 1
+        problem = self.guard.check(value, self._where())
+        if problem is not None:
+            self._diverged(problem)
+        if self.listens(ev.BatchEnd):
+            loss = float("nan") if value is None else value
+            epoch, spe = self.global_epoch + 1, self.steps_per_epoch
+            self.emit(ev.BatchEnd(self.global_step, epoch, self.batch, spe, loss, self.lr))
+        return self.batch >= self.steps_per_epoch
 
     def after_step(self, index: int) -> None:
-        if self.global_step == self._segment_end:
+        if self.global_step == self._cursor.end:
             self.emit(ev.SegmentEnd(index, self.global_epoch, self.global_step))
 
     def _where(self) -> str:
@@ -375,8 +294,8 @@ class Engine:
             self.diverged = True
             # The step just counted; finish_epoch has not yet counted its epoch.
             self.diverged_at = (self.global_step, self.global_epoch + 1)
-            self._pause_reason = "error"
-            self._poke()
+            self._controls.pause_reason = "error"
+            self._controls.poke()
         self.emit(ev.Error(f"{message}; paused, the last good checkpoint is kept", fatal=False))
 
     def finish_epoch(self, segment: int, metrics: dict[str, float]) -> None:
@@ -385,23 +304,14 @@ class Engine:
             # Evaluation blew up although every batch loss passed: diverged all the same.
             values = ", ".join(f"{name} {metrics[name]}" for name in bad)
             self._diverged(f"the evaluation gave {values} {self._where()}")
-        if self._epoch_count and math.isfinite(self._epoch_sum):
-            self._recent_lows.append(self._epoch_sum / self._epoch_count)
-            self._update_spike_limit()
-        self._epoch_sum, self._epoch_count = 0.0, 0
+        self.guard.end_epoch()
         with self._lock:
             self.global_epoch += 1
-            self._iter = None
-            self._batch = 0
+            self._data.batches = None
+            self.batch = 0
         self.emit(
             ev.EpochEnd(self.global_epoch, self.global_step, segment, self.lr, metrics, time.time())
         )
-
-    def _update_spike_limit(self) -> None:
-        if self.spike_factor and self._recent_lows:
-            self._spike_limit = self.spike_factor * min(self._recent_lows)
-        else:
-            self._spike_limit = math.inf
 
     def evaluate(self) -> dict[str, float]:
         return evaluate(self.model, self.task)
@@ -415,85 +325,36 @@ class Engine:
                 "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "rng": capture_rng(),
-                "epoch_rng": self._epoch_rng if self._batch else None,
+                "epoch_rng": self._data.epoch_rng if self.batch else None,
                 "global_step": self.global_step,
                 "global_epoch": self.global_epoch,
-                "guard": self.guard_state(),
+                "guard": self.guard.state_dict(),
             }
 
-    def guard_state(self) -> dict[str, Any]:
-        """The divergence guard's memory, as plain floats (weights_only-safe)."""
-        return {
-            "recent_means": [float(x) for x in self._recent_lows],
-            "epoch_sum": float(self._epoch_sum),
-            "epoch_count": int(self._epoch_count),
-        }
-
-    def load_guard_state(self, guard: Any) -> None:
-        """Restore `guard_state()`; None (a checkpoint from before it was kept) starts afresh:
-        the guard then relearns the loss level over the next epochs."""
-        self._recent_lows.clear()
-        self._epoch_sum, self._epoch_count = 0.0, 0
-        if isinstance(guard, dict):
-            self._recent_lows.extend(float(x) for x in guard.get("recent_means") or ())
-            self._epoch_sum = float(guard.get("epoch_sum", 0.0))
-            self._epoch_count = int(guard.get("epoch_count", 0))
-        self._update_spike_limit()
-
-    def planned_lr(self, step: int) -> float:
-        """The plan's LR at `step` (past the plan's end: its last segment's LR)."""
-        index, pos = self.plan.locate(step)
-        if index < len(self.plan.segments):
-            return self.plan.segments[index].lr_at(pos, self.steps_per_epoch)
-        return self.plan.segments[-1].lr if self.plan.segments else 1e-3
+    def place_at(self, global_step: int, global_epoch: int) -> None:
+        """Stand at a position without loading weights (a rollback loads them next)."""
+        self.global_step = self._claimed = global_step
+        self.global_epoch = global_epoch
+        self.lr = self.plan.lr_at_step(global_step)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
-        lr = self.planned_lr(int(state["global_step"]))
+        lr = self.plan.lr_at_step(int(state["global_step"]))
         if self.owns_optimizer:
             self.optimizer = build_optimizer(self.optimizer_spec, self.model.parameters(), lr)
         self.optimizer.load_state_dict(state["optimizer"])
-        self.lr = lr
-        self.global_step = self._claimed = int(state["global_step"])
-        self.global_epoch = int(state["global_epoch"])
-        self._batch = self.global_step - self.global_epoch * self.steps_per_epoch
-        self._epoch_rng = state.get("epoch_rng")
-        self._pending_rng = state["rng"]
-        self._iter = None
-        self._segment_index = self._segment_end = self._segment_version = -1
-        self.load_guard_state(state.get("guard"))
+        self.place_at(int(state["global_step"]), int(state["global_epoch"]))
+        self.batch = self.global_step - self.global_epoch * self.steps_per_epoch
+        self._data.load(state.get("epoch_rng"), state["rng"])
+        self._cursor.reset()
+        self.guard.load_state_dict(state.get("guard"))
 
-
-@torch.no_grad()
-def evaluate(model: torch.nn.Module, task: Task) -> dict[str, float]:
-    """Loss and metrics over each whole evaluation set, in eval mode."""
-    model.eval()
-    out: dict[str, float] = {}
-    for set_name, loader in task.eval_sets.items():
-        outputs, targets = [], []
-        for batch in loader:
-            inputs, target = _to_device(batch, task.device)
-            outputs.append(model(inputs))
-            targets.append(target)
-        y_hat, y = torch.cat(outputs), torch.cat(targets)
-        out[f"{set_name}_loss"] = float(task.loss(y_hat, y))
-        for metric_name, fn in task.metrics.items():
-            out[f"{set_name}_{metric_name}"] = float(fn(y_hat, y))
-    model.train()
-    return out
-
-
-def _run_job(job: Callable[[], Any], future: Future[Any]) -> None:
-    if not future.set_running_or_notify_cancel():
-        return
-    try:
-        future.set_result(job())
-    except BaseException as exc:  # handed to whoever waits on the future
-        future.set_exception(exc)
-
-
-def _to_device(batch: Any, device: str) -> tuple[torch.Tensor, torch.Tensor]:
-    inputs, targets = batch[0], batch[1]
-    if device != "cpu":
-        inputs, targets = inputs.to(device), targets.to(device)
-    return inputs, targets
+    def go_back(self, state: dict[str, Any]) -> None:
+        """Continue from an earlier checkpoint's `state`: the plan after it is dropped,
+        and a divergence or pause is forgotten (a rollback; call on the training thread)."""
+        with self._lock:
+            self.plan.reset(self.plan.done(int(state["global_step"])))
+            self.load_state_dict(state)
+            self.diverged, self.diverged_at = False, None
+            self._controls.pause_reason = None
+            self._controls.poke()

@@ -2,8 +2,29 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
+
+E = TypeVar("E", bound="Event")
+
+
+class Emitter:
+    """Handlers by event class; `emit` calls them in the order they were added."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[type[Event], list[Callable[[Any], None]]] = defaultdict(list)
+
+    def on(self, event: type[E], handler: Callable[[E], None]) -> None:
+        self._handlers[event].append(handler)
+
+    def emit(self, event: Event) -> None:
+        for handler in self._handlers.get(type(event), ()):
+            handler(event)
+
+    def listens(self, event: type[Event]) -> bool:
+        return bool(self._handlers.get(event))
 
 
 @dataclass(frozen=True)

@@ -1,70 +1,23 @@
-"""Handlers on engine events: the metrics log, TensorBoard and checkpoints.
+"""Handlers on engine events: the metrics log and TensorBoard, the manifest, checkpoints.
 
-None of this lives in the training loop; the engine only emits events.
+None of this lives in the training loop; the engine only emits events. Each handler takes
+the session and the engine, never the trainer that wires them.
 """
 
 from __future__ import annotations
 
-import math
 import time
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from lrconsole.core.session.layout import TB_DIR
+from lrconsole.core.session.session import Session
 from lrconsole.core.train import events as ev
-
-if TYPE_CHECKING:
-    from lrconsole.core.train.trainer import Trainer
+from lrconsole.core.train.engine import Engine
 
 
-def tb_tag(metric: str) -> str:
-    """`train_loss` -> `loss/train`, so TensorBoard groups sets of one metric together."""
-    head, _, tail = metric.partition("_")
-    return f"{tail}/{head}" if tail else metric
+def record_epochs(session: Session, engine: Engine) -> None:
+    """Every epoch into metrics.csv, the history and TensorBoard."""
 
-
-class TensorBoardLogger:
-    """Every epoch's metrics and LR, with the global epoch as the step (the lesson's counter)."""
-
-    def __init__(self, folder: Path, resume_epoch: int, path: int = 0) -> None:
-        from torch.utils.tensorboard import SummaryWriter
-
-        # purge_step drops points a crashed run wrote past the checkpoint: none is drawn twice.
-        # Each path (a rollback starts a new one) is its own TensorBoard run.
-        purge = resume_epoch + 1 if resume_epoch > 0 else None
-        log_dir = folder / TB_DIR / f"path-{path}"
-        self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge)
-
-        self.pending: list[ev.EpochEnd] = []
-
-    def on_epoch(self, event: ev.EpochEnd) -> None:
-        # Buffered: the writer runs at checkpoint time, off the per-epoch path.
-        self.pending.append(event)
-
-    def flush(self) -> None:
-        pending, self.pending = self.pending, []
-        for event in pending:
-            for name, value in event.metrics.items():
-                self.writer.add_scalar(tb_tag(name), value, event.global_epoch)
-            self.writer.add_scalar("lr", event.lr, event.global_epoch)
-        self.writer.flush()
-
-    def discard(self) -> None:
-        """Drop the epochs not yet written (past the last checkpoint: they are redone)."""
-        self.pending = []
-
-    def close(self) -> None:
-        self.flush()
-        self.writer.close()
-
-
-class MetricsRecorder:
-    """Appends each epoch to metrics.csv and the in-memory history; tracks the best."""
-
-    def __init__(self, trainer: Trainer) -> None:
-        self.trainer = trainer
-
-    def on_epoch(self, event: ev.EpochEnd) -> None:
+    def on_epoch(event: ev.EpochEnd) -> None:
         row: dict[str, Any] = {
             "global_epoch": event.global_epoch,
             "global_step": event.global_step,
@@ -73,50 +26,58 @@ class MetricsRecorder:
             **event.metrics,
             "time": round(event.time, 3),
         }
-        self.trainer.metrics_log.append(row)
-        self.trainer.history.append(event.to_dict())
-        manifest = self.trainer.manifest
-        value = event.metrics.get(manifest.monitor)
-        if value is None or math.isnan(value):
-            return
-        best = manifest.best
-        better = best is None or (
-            value < best["value"] if manifest.monitor_mode == "min" else value > best["value"]
-        )
-        if better:
-            manifest.best = {
-                "metric": manifest.monitor,
-                "value": value,
-                "epoch": event.global_epoch,
-            }
+        session.record_epoch(row, event.to_dict())
+
+    engine.on(ev.EpochEnd, on_epoch)
+
+
+def record_state(session: Session, engine: Engine) -> None:
+    """Keep the manifest in step: the plan, paused or running, policy marks, divergence."""
+    engine.on(ev.PlanChanged, lambda _: session.write_manifest())
+    engine.on(ev.Paused, lambda _: session.set_state("paused"))
+    engine.on(ev.Resumed, lambda _: session.set_state("running"))
+
+    def on_policy(event: ev.PolicyFired) -> None:
+        mark = {"epoch": event.global_epoch, "policy": event.policy, "lr": event.lr}
+        if mark not in session.manifest.policy_marks:
+            session.manifest.policy_marks.append(mark)
+            session.write_manifest()
+
+    def on_error(event: ev.Error) -> None:
+        # The run diverged past its checkpoint: a rollback to that checkpoint then still
+        # has a diverged path to abandon, after a restart too.
+        if engine.diverged_at is not None:
+            step, epoch = engine.diverged_at
+            session.record("diverged", {"step": step, "epoch": epoch, "lr": engine.lr})
+
+    engine.on(ev.PolicyFired, on_policy)
+    engine.on(ev.Error, on_error)
 
 
 class Checkpointer:
     """Saves at most every `interval` seconds at epoch ends, and at every segment end and pause."""
 
-    def __init__(self, trainer: Trainer, interval: float = 2.0) -> None:
-        self.trainer = trainer
+    def __init__(self, session: Session, engine: Engine, interval: float = 2.0) -> None:
+        self.session = session
+        self.engine = engine
         self.interval = interval
         self.last_time = time.monotonic()
-        self.last_step = trainer.engine.global_step
+        self.last_step = engine.global_step
+        engine.on(ev.EpochEnd, self.on_epoch)
+        engine.on(ev.SegmentEnd, lambda _: self.save())
+        engine.on(ev.Paused, lambda _: self.save())
 
     def on_epoch(self, event: ev.EpochEnd) -> None:
         if time.monotonic() - self.last_time >= self.interval:
             self.save()
 
-    def on_segment_end(self, event: ev.SegmentEnd) -> None:
-        self.save()
-
-    def on_paused(self, event: ev.Paused) -> None:
-        self.save()
-
     def save(self, force: bool = False) -> None:
-        engine = self.trainer.engine
+        engine = self.engine
         if engine.diverged or (engine.global_step == self.last_step and not force):
             return
-        if engine._batch and not engine.mid_epoch_checkpoints:
+        if engine.batch and not engine.mid_epoch_checkpoints:
             return
-        path = self.trainer.save_checkpoint()
+        path = self.session.save_checkpoint(engine.state_dict(), paused=engine.paused is not None)
         self.last_time = time.monotonic()
         self.last_step = engine.global_step
         engine.emit(ev.CheckpointSaved(path, engine.global_epoch, engine.global_step))

@@ -12,8 +12,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from lrconsole.core.tasks.optim import build_optimizer
-from lrconsole.core.train.engine import Engine, _to_device
+from lrconsole.core.train.engine import Engine
 from lrconsole.core.train.rng import capture_rng, restore_rng
+from lrconsole.core.train.step import apply_lr, train_step
 
 
 @dataclass
@@ -56,14 +57,8 @@ def lr_find(
             except StopIteration:
                 batches = iter(task.train_loader)
                 batch = next(batches)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            inputs, targets = _to_device(batch, task.device)
-            loss = task.loss(model(inputs), targets)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            value = loss.item()
+            apply_lr(optimizer, lr)
+            value = train_step(model, optimizer, task.loss, batch, task.device).item()
             if not math.isfinite(value):
                 stopped = True
                 break

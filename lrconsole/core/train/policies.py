@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
+from lrconsole.core.session.session import Session
 from lrconsole.core.session.store import save_checkpoint
 from lrconsole.core.train import events as ev
+from lrconsole.core.train.engine import Engine
 
-if TYPE_CHECKING:
-    from lrconsole.core.train.trainer import Trainer
+Rollback = Callable[[int], ev.RolledBack]
 
 
 class Tracker:
@@ -41,26 +43,30 @@ class Tracker:
 
 
 class Policies:
-    def __init__(self, trainer: Trainer) -> None:
-        self.trainer = trainer
+    """`rollback(epoch)` goes back to a kept checkpoint (the trainer's, which branches)."""
+
+    def __init__(self, session: Session, engine: Engine, rollback: Rollback) -> None:
+        self.session = session
+        self.engine = engine
+        self.rollback = rollback
         self.segment = -1
         self.plateau: Tracker | None = None
         self.early: Tracker | None = None
         self.best_state: dict[str, Any] | None = None
 
     def on_epoch(self, event: ev.EpochEnd) -> None:
-        trainer, engine = self.trainer, self.trainer.engine
-        plan = trainer.plan
+        engine, manifest = self.engine, self.session.manifest
+        plan = engine.plan
         if event.segment >= len(plan.segments):
             return
         seg = plan.segments[event.segment]
-        mode = trainer.manifest.monitor_mode
+        mode = manifest.monitor_mode
         if event.segment != self.segment:  # a new segment: its policies start afresh
             self.segment = event.segment
             self.plateau = Tracker(mode, seg.plateau["min_delta"]) if seg.plateau else None
             self.early = Tracker(mode, seg.early_stop["min_delta"]) if seg.early_stop else None
             self.best_state = None
-        value = event.metrics.get(trainer.manifest.monitor)
+        value = event.metrics.get(manifest.monitor)
         if value is None or not math.isfinite(value):
             return
         inside = engine.global_step < plan.end_of(event.segment)  # the segment goes on
@@ -73,7 +79,7 @@ class Policies:
                     engine.emit(
                         ev.PolicyFired(
                             "plateau",
-                            f"plateau: {trainer.manifest.monitor} has not improved for "
+                            f"plateau: {manifest.monitor} has not improved for "
                             f"{seg.plateau['patience']} epochs; lr {event.lr:g} -> {lowered:g}",
                             event.global_epoch,
                             lowered,
@@ -89,20 +95,19 @@ class Policies:
 
     def _restore_best(self, best: dict[str, Any], event: ev.EpochEnd, params: Any) -> None:
         """Stop: keep the best epoch's weights; the later epochs become a branch."""
-        trainer = self.trainer
-        with trainer.engine._lock:
-            trainer.plan.truncate_at(trainer.engine.global_step)
-        save_checkpoint(trainer.folder, best)
+        engine, monitor = self.engine, self.session.manifest.monitor
+        engine.end_segment_here()
+        save_checkpoint(self.session.folder, best)
         epoch = int(best["global_epoch"])
-        rolled = trainer.rollback(epoch)
-        trainer.engine.emit(
+        rolled = self.rollback(epoch)
+        engine.emit(
             ev.PolicyFired(
                 "early_stop",
-                f"early stopping: {trainer.manifest.monitor} has not improved for "
+                f"early stopping: {monitor} has not improved for "
                 f"{params['patience']} epochs; restored the best weights, from epoch {epoch} "
                 f"(epochs {epoch + 1}-{event.global_epoch} kept as branch "
                 f"{rolled.branch['metrics']})",
                 epoch,
-                trainer.engine.lr,
+                engine.lr,
             )
         )

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import csv
-import math
 from pathlib import Path
 from typing import Any
 
 from rich.markup import escape
-from textual import on, work
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -16,53 +14,20 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 from textual.worker import Worker, WorkerState
 
-from lrconsole.core.session.discover import read_metrics
+from lrconsole.core.session.layout import SCHEDULE_EXPORT, TB_DIR
 from lrconsole.tui import messages as m
 from lrconsole.tui.controller import Connector, Controller, NotConnected
+from lrconsole.tui.disk import load_branches, rollback_rows, snapshot_from_disk
 from lrconsole.tui.screens.dialogs import ErrorScreen, ExportScreen, QuitScreen
 from lrconsole.tui.screens.strategies import LrFindScreen, RollbackScreen
-from lrconsole.tui.series import Series
 from lrconsole.tui.tensorboard import TensorBoard
 from lrconsole.tui.widgets.charts import LossChart, LrChart
 from lrconsole.tui.widgets.history import SegmentTable
 from lrconsole.tui.widgets.planner import NumberInput, Planner
-from lrconsole.tui.widgets.progress import RunProgress
-
-
-def load_branches(folder: Path, model: Any) -> dict[str, Series]:
-    """The monitored metric of each abandoned path, from its files, placed after its fork."""
-    from lrconsole.core.session.manifest import Manifest
-    from lrconsole.errors import UserError
-
-    try:
-        branches = Manifest.read(folder).branches
-    except UserError:
-        return {}
-    monitor = model.monitor
-    out: dict[str, Series] = {}
-    for branch in branches[-5:]:  # the latest few: more would only be noise
-        path = folder / str(branch.get("metrics", ""))
-        try:
-            with open(path, newline="", encoding="utf-8") as handle:
-                rows = list(csv.DictReader(handle))
-        except OSError:
-            continue
-        values = [float(r[monitor]) if r.get(monitor) else math.nan for r in rows]
-        lead = int(branch.get("fork_epoch", 0)) - model.first_epoch + 1
-        if values and lead >= 0:
-            out[f"path {branch.get('path')}"] = Series([math.nan] * lead + values)
-    return out
-
+from lrconsole.tui.widgets.progress import RunProgress, topbar_markup
 
 REDRAW_INTERVAL = 0.25  # seconds: at most 4 chart redraws per second
 RUNNER_GROUP = "runner"
-
-PAUSE_TEXT = {
-    "operator": "paused: space resumes",
-    "queue_empty": "waiting for a segment: epochs, LR, Enter",
-    "stop": "stopped at a checkpoint: space resumes",
-    "error": "paused after an error",
-}
 
 
 class RunScreen(Screen[None]):
@@ -91,7 +56,7 @@ class RunScreen(Screen[None]):
         self.session_dir = session_dir
         self.controller = Controller(session_dir, connector)
         self.model = self.controller.model
-        self.tensorboard = TensorBoard(session_dir / "tb")
+        self.tensorboard = TensorBoard(session_dir / TB_DIR)
         self._dirty = True
         self._plan_dirty = True
         self._status_note = "connecting to the runner…"
@@ -120,8 +85,6 @@ class RunScreen(Screen[None]):
 
     def show_files(self) -> None:
         """Draw the history from the session's files while the runner starts (seconds)."""
-        from lrconsole.tui.disk import snapshot_from_disk
-
         snapshot = snapshot_from_disk(self.session_dir)
         if snapshot is None:
             return
@@ -140,14 +103,11 @@ class RunScreen(Screen[None]):
         await self.controller.serve(self.post_message)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        worker = event.worker
-        if worker.group != RUNNER_GROUP:
+        if event.worker.group != RUNNER_GROUP or self.controller.closing or not self.is_attached:
             return
         if event.state not in (WorkerState.ERROR, WorkerState.SUCCESS):
             return
-        if self.controller.closing or not self.is_attached:
-            return
-        error = worker.error
+        error = event.worker.error
         detail = self.model.last_error or (
             f"{type(error).__name__}: {error}" if error is not None else "the runner went away"
         )
@@ -172,14 +132,7 @@ class RunScreen(Screen[None]):
         self.query_one(LrChart).mark_stale()
         self.flush()
         if self.model.state.get("state") == "paused":
-            self._focus_planner()
-
-    def _focus_planner(self) -> None:
-        """Put the cursor in the planner, unless the operator is already in it."""
-        planner = self.query_one(Planner)
-        focused = self.app.focused
-        if focused is None or planner not in focused.ancestors_with_self:
-            self.query_one("#epochs", NumberInput).focus()
+            self.query_one(Planner).take_focus()
 
     def on_history_grew(self, message: m.HistoryGrew) -> None:
         self._dirty = True
@@ -200,7 +153,7 @@ class RunScreen(Screen[None]):
         self._dirty = True
         self.update_topbar()
         if message.state == "paused" and message.reason == "queue_empty":
-            self._focus_planner()
+            self.query_one(Planner).take_focus()
 
     def on_checkpoint_saved(self, message: m.CheckpointSaved) -> None:
         self.model.last_checkpoint_epoch = message.global_epoch
@@ -236,26 +189,11 @@ class RunScreen(Screen[None]):
             self.update_topbar()
 
     def update_topbar(self) -> None:
-        model = self.model
-        name = model.session.get("name") or self.session_dir.name
-        task = model.session.get("task")
-        task_text = task.get("spec") if isinstance(task, dict) else task
-        state = model.state.get("state", "…")
-        if not self.controller.connected and state != "stopped":
-            badge = "[b]… connecting[/]"
-        elif state == "running":
-            badge = "[b green]● running[/]"
-        elif state == "paused":
-            reason = model.state.get("reason") or "operator"
-            badge = f"[b yellow]⏸ {PAUSE_TEXT.get(reason, 'paused')}[/]"
-        else:
-            badge = "[b red]■ stopped[/]"
-        parts = [f"[b]{escape(str(name))}[/]", f"task {escape(str(task_text or '?'))}", badge]
-        if self._status_note:
-            parts.append(escape(self._status_note))
-        if self.tensorboard.url and self.tensorboard.running:
-            parts.append(f"TensorBoard {self.tensorboard.url}")
-        self.query_one("#topbar", Static).update("  │  ".join(parts))
+        url = self.tensorboard.url if self.tensorboard.running else None
+        markup = topbar_markup(
+            self.model, self.session_dir.name, self.controller.connected, self._status_note, url
+        )
+        self.query_one("#topbar", Static).update(markup)
 
     # -- planner ------------------------------------------------------------------------
     async def on_segment_requested(self, message: m.SegmentRequested) -> None:
@@ -263,7 +201,7 @@ class RunScreen(Screen[None]):
         if message.edit is None:
             ok = await self._command("queue", segments=[segment])
         else:
-            queued = self._queued()
+            queued = self.model.queued()
             if message.edit >= len(queued):
                 self.notify("that segment has started; queued as a new one", severity="warning")
                 queued.append(segment)
@@ -288,7 +226,7 @@ class RunScreen(Screen[None]):
         self.app.bell()
 
     async def on_queue_edit_requested(self, message: m.QueueEditRequested) -> None:
-        queued = self._queued()
+        queued = self.model.queued()
         if not 0 <= message.position < len(queued):
             return
         if message.remove:
@@ -299,10 +237,6 @@ class RunScreen(Screen[None]):
                 self.flush()
         else:
             self.query_one(Planner).start_editing(message.position, queued[message.position])
-
-    def _queued(self) -> list[dict[str, Any]]:
-        segs = self.model.segments()
-        return [dict(segs[i]) for i in self.model.pending()]
 
     async def _command(self, cmd: str, **args: Any) -> dict[str, Any] | None:
         """Send a command; on failure notify and return None. The console never dies here."""
@@ -321,7 +255,7 @@ class RunScreen(Screen[None]):
         if self.model.running:
             await self._command("pause")
         else:
-            if not self._queued() and self.model.state.get("reason") == "queue_empty":
+            if not self.model.queued() and self.model.state.get("reason") == "queue_empty":
                 self.notify(
                     "nothing queued: plan a segment first (epochs, LR, Enter)", severity="warning"
                 )
@@ -334,16 +268,9 @@ class RunScreen(Screen[None]):
         points = await self._command("rollback_points")
         if points is None:
             return
-        rows = {
-            int(r["global_epoch"]): {
-                "global_epoch": int(r["global_epoch"]),
-                "lr": float(r["lr"]),
-                "metrics": {k: float(v) for k, v in r.items() if k in self.model.metrics and v},
-            }
-            for r in read_metrics(self.session_dir)
-        }
+        rows = rollback_rows(self.session_dir, self.model.metrics)
         epochs = [int(e) for e in points.get("epochs", [])]
-        screen = RollbackScreen(epochs, list(rows.values()), self.model.monitor or "", reason)
+        screen = RollbackScreen(epochs, rows, self.model.monitor or "", reason)
 
         async def picked(epoch: int | None) -> None:
             if epoch is None:
@@ -351,10 +278,10 @@ class RunScreen(Screen[None]):
             result = await self._command("rollback", epoch=epoch)
             if result is None:
                 return
+            planner = self.query_one(Planner)
             if lower_lr:
-                lr = float(result.get("lr") or 0.01) / 10
-                self.query_one("#lr", NumberInput).value = f"{lr:g}"
-            self._focus_planner()
+                planner.set_lr(f"{float(result.get('lr') or 0.01) / 10:g}")
+            planner.take_focus()
 
         self.app.push_screen(screen, picked)
 
@@ -366,8 +293,8 @@ class RunScreen(Screen[None]):
 
         def use(lr: float | None) -> None:
             if lr is not None:
-                self.query_one("#lr", NumberInput).value = f"{lr:.3g}"
-                self._focus_planner()
+                self.query_one(Planner).set_lr(f"{lr:.3g}")
+                self.query_one(Planner).take_focus()
 
         self.app.push_screen(LrFindScreen(result), use)
 
@@ -377,7 +304,7 @@ class RunScreen(Screen[None]):
         self.notify(f"loss chart: {'log' if chart.log_scale else 'linear'} scale", timeout=1.5)
 
     def action_export(self) -> None:
-        default = self.session_dir / "schedule.yaml"
+        default = self.session_dir / SCHEDULE_EXPORT
         self.app.push_screen(ExportScreen(default), self._after_export)
 
     def _after_export(self, path: Path | None) -> None:
@@ -427,9 +354,3 @@ class RunScreen(Screen[None]):
             await self.controller.close(shutdown=False)
         self.tensorboard.stop()
         self.app.exit(0)
-
-    @on(NumberInput.Changed)
-    def _field_changed(self, event: NumberInput.Changed) -> None:
-        # A fix to a refused field clears its message at once.
-        if event.input.id in ("epochs", "lr"):
-            self.query_one(Planner).show_error(event.input.id, None)

@@ -121,6 +121,22 @@ class Planner(Vertical):
         error.set_class(bool(message), "-shown")
         self.query_one(f"#{field_id}", NumberInput).set_class(bool(message), "-invalid")
 
+    @on(NumberInput.Changed)
+    def _field_changed(self, event: NumberInput.Changed) -> None:
+        # A fix to a refused field clears its message at once.
+        if event.input.id in ("epochs", "lr"):
+            self.show_error(event.input.id, None)
+
+    def set_lr(self, text: str) -> None:
+        """Fill the LR field: a strategy's suggestion, for the operator to queue or change."""
+        self.query_one("#lr", NumberInput).value = text
+
+    def take_focus(self) -> None:
+        """Put the cursor in the planner, unless the operator is already in it."""
+        focused = self.app.focused
+        if focused is None or self not in focused.ancestors_with_self:
+            self.query_one("#epochs", NumberInput).focus()
+
     def submit(self) -> None:
         """Check both fields; post SegmentRequested, or InputRejected and show why."""
         epochs_text = self.query_one("#epochs", NumberInput).value

@@ -1,13 +1,47 @@
-"""Progress of the current segment (epoch and batch), counters, ETA, LR and last metrics."""
+"""Progress of the current segment (epoch and batch), counters, ETA, LR and last metrics;
+the run screen's top line."""
 
 from __future__ import annotations
 
+from rich.markup import escape
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import ProgressBar, Static
 
 from lrconsole.tui.model import RunModel
 from lrconsole.tui.plot import format_value
+
+PAUSE_TEXT = {
+    "operator": "paused: space resumes",
+    "queue_empty": "waiting for a segment: epochs, LR, Enter",
+    "stop": "stopped at a checkpoint: space resumes",
+    "error": "paused after an error",
+}
+
+
+def topbar_markup(
+    model: RunModel, folder_name: str, connected: bool, note: str, tensorboard_url: str | None
+) -> str:
+    """The top line: session, task, run state, a status note and TensorBoard's address."""
+    name = model.session.get("name") or folder_name
+    task = model.session.get("task")
+    task_text = task.get("spec") if isinstance(task, dict) else task
+    state = model.state.get("state", "…")
+    if not connected and state != "stopped":
+        badge = "[b]… connecting[/]"
+    elif state == "running":
+        badge = "[b green]● running[/]"
+    elif state == "paused":
+        reason = model.state.get("reason") or "operator"
+        badge = f"[b yellow]⏸ {PAUSE_TEXT.get(reason, 'paused')}[/]"
+    else:
+        badge = "[b red]■ stopped[/]"
+    parts = [f"[b]{escape(str(name))}[/]", f"task {escape(str(task_text or '?'))}", badge]
+    if note:
+        parts.append(escape(note))
+    if tensorboard_url:
+        parts.append(f"TensorBoard {tensorboard_url}")
+    return "  │  ".join(parts)
 
 
 def format_eta(seconds: float | None) -> str:

@@ -1,0 +1,46 @@
+"""A session's TensorBoard runs: one per path, the global epoch as the step (the lesson's
+counter), written at checkpoint time, off the per-epoch path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lrconsole.core.session.layout import TB_DIR
+
+
+def tb_tag(metric: str) -> str:
+    """`train_loss` -> `loss/train`, so TensorBoard groups sets of one metric together."""
+    head, _, tail = metric.partition("_")
+    return f"{tail}/{head}" if tail else metric
+
+
+class TensorBoardLogger:
+    def __init__(self, folder: Path, resume_epoch: int, path: int = 0) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        # purge_step drops points a crashed run wrote past the checkpoint: none is drawn twice.
+        # Each path (a rollback starts a new one) is its own TensorBoard run.
+        purge = resume_epoch + 1 if resume_epoch > 0 else None
+        log_dir = folder / TB_DIR / f"path-{path}"
+        self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge)
+        self.pending: list[tuple[int, float, dict[str, float]]] = []
+
+    def add_epoch(self, global_epoch: int, lr: float, metrics: dict[str, Any]) -> None:
+        self.pending.append((global_epoch, lr, dict(metrics)))
+
+    def flush(self) -> None:
+        pending, self.pending = self.pending, []
+        for epoch, lr, metrics in pending:
+            for name, value in metrics.items():
+                self.writer.add_scalar(tb_tag(name), value, epoch)
+            self.writer.add_scalar("lr", lr, epoch)
+        self.writer.flush()
+
+    def discard(self) -> None:
+        """Drop the epochs not yet written (past the last checkpoint: they are redone)."""
+        self.pending = []
+
+    def close(self) -> None:
+        self.flush()
+        self.writer.close()
