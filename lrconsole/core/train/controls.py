@@ -24,6 +24,7 @@ class Controls:
         self.paused: str | None = None  # why the loop waits now; None while it trains
         self.running = False  # a loop is training: jobs wait for its next boundary
         self.jobs: deque[tuple[Callable[[], Any], Future[Any]]] = deque()
+        self.keyed: dict[str, Future[Any]] = {}  # waiting jobs by key
 
     def decide(self, step: int, total_steps: int, wait: bool) -> tuple[str | None, bool]:
         """At a boundary, with `lock` held: (why to leave the loop, or None; whether the
@@ -32,7 +33,7 @@ class Controls:
         With `wait`, the end of the plan pauses (`queue_empty`) instead of leaving, and
         so does a divergence (`error`) instead of leaving as `diverged`.
         """
-        self.attention = False
+        self.attention = bool(self.jobs)  # jobs that came while others ran: next boundary
         if self.exit is not None:
             return self.exit, False
         if self.pause_at is not None and step >= self.pause_at:
@@ -69,11 +70,20 @@ class Controls:
             self.exit = reason
             self.poke()
 
-    def submit(self, job: Callable[[], Any]) -> Future[Any]:
-        """Run `job` on the training thread at its next boundary (now if nothing trains)."""
+    def submit(self, job: Callable[[], Any], key: str | None = None) -> Future[Any]:
+        """Run `job` on the training thread at its next boundary (now if nothing trains).
+
+        With `key`, a job of that key still waiting stands for this one too: a job that
+        reads the state when it runs (announcing the plan) need not run once per request,
+        and a flood of requests cannot keep the loop from training.
+        """
         future: Future[Any] = Future()
         with self.lock:
+            if key is not None and key in self.keyed:
+                return self.keyed[key]
             if self.running:
+                if key is not None:
+                    self.keyed[key] = future
                 self.jobs.append((job, future))
                 self.poke()
                 return future
@@ -81,8 +91,14 @@ class Controls:
         return future
 
     def run_jobs(self) -> None:
-        while self.jobs:
-            run_job(*self.jobs.popleft())
+        """Run the jobs waiting now; later ones wait for the next boundary, so the loop
+        trains between them."""
+        with self.lock:
+            jobs = list(self.jobs)
+            self.jobs.clear()
+            self.keyed.clear()
+        for job, future in jobs:
+            run_job(job, future)
 
     def stop_running(self) -> None:
         """The loop is leaving: jobs still queued run now, on this thread."""
@@ -90,6 +106,7 @@ class Controls:
             self.running = False
             jobs = list(self.jobs)
             self.jobs.clear()
+            self.keyed.clear()
         for job, future in jobs:
             run_job(job, future)
 

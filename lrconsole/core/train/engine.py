@@ -135,7 +135,8 @@ class Engine(ev.Emitter):
 
     def emit_plan(self) -> None:
         """Announce the plan on the training thread, where its handlers write the files."""
-        self.submit(lambda: self.emit(ev.PlanChanged(**self.plan_dict())))
+        job = lambda: self.emit(ev.PlanChanged(**self.plan_dict()))  # noqa: E731
+        self._controls.submit(job, key="plan")
 
     # -- reading the plan and the position (any thread) ----------------------------------
     def plan_dict(self) -> dict[str, Any]:

@@ -31,9 +31,29 @@ def record_epochs(session: Session, engine: Engine) -> None:
     engine.on(ev.EpochEnd, on_epoch)
 
 
-def record_state(session: Session, engine: Engine) -> None:
-    """Keep the manifest in step: the plan, paused or running, policy marks, divergence."""
-    engine.on(ev.PlanChanged, lambda _: session.write_manifest())
+def record_state(session: Session, engine: Engine, plan_every: float = 0.5) -> None:
+    """Keep the manifest in step: the plan, paused or running, policy marks, divergence.
+
+    While training, plan changes are written at most every `plan_every` seconds (at the
+    first epoch end after that): a client that queues or sets the LR in a tight loop
+    must not turn every step into a manifest write. A paused run writes at once.
+    """
+    written, dirty = [0.0], [False]
+
+    def write_plan(_: ev.Event) -> None:
+        now = time.monotonic()
+        if engine.paused is not None or now - written[0] >= plan_every:
+            session.write_manifest()
+            written[0], dirty[0] = now, False
+        else:
+            dirty[0] = True
+
+    def flush(event: ev.Event) -> None:
+        if dirty[0]:
+            write_plan(event)
+
+    engine.on(ev.PlanChanged, write_plan)
+    engine.on(ev.EpochEnd, flush)
     engine.on(ev.Paused, lambda _: session.set_state("paused"))
     engine.on(ev.Resumed, lambda _: session.set_state("running"))
 
