@@ -271,7 +271,7 @@ class Engine(ev.Emitter):
         with self._lock:
             self.global_step += 1
         self.batch += 1
-        problem = self.guard.check(value, self._where())
+        problem = self.guard.check(value, self._where)
         if problem is not None:
             self._diverged(problem)
         if self.listens(ev.BatchEnd):

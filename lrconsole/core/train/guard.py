@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 GUARD_EPOCHS = 3  # compare with the mean loss of this many recent epochs
@@ -23,21 +24,22 @@ class DivergenceGuard:
         self.epoch_sum = 0.0
         self.epoch_count = 0
 
-    def check(self, value: float | None, where: str) -> str | None:
+    def check(self, value: float | None, where: Callable[[], str]) -> str | None:
         """Count one batch loss (None: unknown, skipped); why it diverged, or None.
 
-        `where` names the step, as "at step N (epoch E, lr X)".
+        `where()` names the step, as "at step N (epoch E, lr X)"; called only on a problem,
+        so a healthy step formats no text.
         """
         if value is None:
             return None
         problem = None
         if not math.isfinite(value):
-            problem = f"the loss is {value} {where}"
+            problem = f"the loss is {value} {where()}"
         elif self.limit < value:
             floor = min(self.recent_means)
             if self.spike_factor and value > self.spike_factor * floor:
                 problem = (
-                    f"the loss spiked to {value:.4g} {where}, over "
+                    f"the loss spiked to {value:.4g} {where()}, over "
                     f"{self.spike_factor:g}x the recent mean {floor:.4g}"
                 )
         if value == value:
