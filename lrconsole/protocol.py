@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from lrconsole.core.plan.segment import ScheduleError, Segment, check_lr
+from lrconsole.core.plan.schema import ID_MAX, Field, FieldError, read_lr, read_segment_list, show
+from lrconsole.core.plan.segment import Segment
 
 VERSION = 1
 MAX_LINE = 65_536
@@ -72,21 +75,32 @@ def reply_error(request_id: Any, code: str, message: str) -> bytes:
     return encode({"type": "reply", "id": request_id, "ok": False, "error": error})
 
 
+def _once_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are all different (json.loads lets the last one win)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ProtocolError("bad_message", f"the key {show(key)} appears twice")
+        out[key] = value
+    return out
+
+
 def parse_request(line: bytes) -> tuple[Any, str, dict[str, Any]]:
     """(id, cmd, args) of a request line, or ProtocolError."""
     try:
-        message = json.loads(line)
+        message = json.loads(line, object_pairs_hook=_once_each)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProtocolError("bad_json", f"not JSON: {exc}") from None
     if not isinstance(message, dict):
         raise ProtocolError("bad_message", "a request is a JSON object")
-    if message.get("v") != VERSION:
+    version = message.get("v")
+    if type(version) is not int or version != VERSION:  # not true, not 1.0
         raise ProtocolError(
-            "bad_version", f"protocol version {VERSION} expected, got {message.get('v')!r}"
+            "bad_version", f"protocol version {VERSION} expected, got {show(version)}"
         )
     request_id = message.get("id")
-    if request_id is not None and (isinstance(request_id, bool) or not isinstance(request_id, int)):
-        raise ProtocolError("bad_message", "id must be an integer")
+    if request_id is not None and (type(request_id) is not int or abs(request_id) >= ID_MAX):
+        raise ProtocolError("bad_message", "id must be an integer below 2**53 in size")
     cmd = message.get("cmd")
     if not isinstance(cmd, str):
         raise ProtocolError("bad_message", "cmd must be a string", request_id)
@@ -98,65 +112,85 @@ def parse_request(line: bytes) -> tuple[Any, str, dict[str, Any]]:
     return request_id, cmd, args
 
 
+@dataclass(frozen=True)
+class Arg:
+    """One argument of a command: the schema rule that reads it, and its default when
+    absent (REQUIRED: it must be given)."""
+
+    rule: Callable[[Field], Any]
+    default: Any = None
+
+
+REQUIRED = object()
+
+
+def _client(f: Field) -> str:
+    if not isinstance(f.value, str) or len(f.value) > 100:
+        f.refuse("hello: client must be a short string")
+    return f.value
+
+
+def _queue_segments(f: Field) -> list[Segment]:
+    if not isinstance(f.value, list):
+        f.refuse("queue: segments must be a non-empty list (or [] with replace)")
+    return [Segment.read(item) for item in read_segment_list(f, allow_empty=True)]
+
+
+def _lr_find_steps(f: Field) -> int:
+    value = f.value
+    if isinstance(value, bool) or not isinstance(value, int) or not 5 <= value <= 10_000:
+        f.refuse("lr_find: steps must be a whole number from 5 to 10000")
+    return value
+
+
+# Each command's arguments, one line each; a command not listed takes none.
+ARGS: dict[str, dict[str, Arg]] = {
+    "hello": {"client": Arg(_client, "client")},
+    "queue": {"segments": Arg(_queue_segments, REQUIRED), "replace": Arg(Field.boolean, False)},
+    "set_lr": {"lr": Arg(read_lr, REQUIRED)},
+    "rollback": {"epoch": Arg(lambda f: f.whole(minimum=0), REQUIRED)},
+    "lr_find": {
+        "start_lr": Arg(read_lr, 1e-6),
+        "end_lr": Arg(read_lr, 10.0),
+        "steps": Arg(_lr_find_steps, 100),
+    },
+}
+
+
+def _check_queue(args: dict[str, Any]) -> None:
+    if not args["segments"] and not args["replace"]:
+        raise ProtocolError(
+            "bad_args", "queue: segments must be a non-empty list (or [] with replace)"
+        )
+
+
+def _check_lr_find(args: dict[str, Any]) -> None:
+    if args["end_lr"] <= args["start_lr"]:
+        raise ProtocolError("bad_args", "lr_find: end_lr must be above start_lr")
+
+
+# Rules across a command's arguments, after each is read.
+CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "queue": _check_queue,
+    "lr_find": _check_lr_find,
+}
+
+
 def check_args(cmd: str, args: dict[str, Any]) -> dict[str, Any]:
-    """Typed, range-checked arguments of `cmd`, or ProtocolError('bad_args')."""
-    allowed = {
-        "hello": {"client"},
-        "queue": {"segments", "replace"},
-        "set_lr": {"lr"},
-        "rollback": {"epoch"},
-        "lr_find": {"start_lr", "end_lr", "steps"},
-    }.get(cmd, set())
-    extra = set(args) - allowed
-    if extra:
-        raise ProtocolError("bad_args", f"{cmd}: unknown argument {sorted(extra)[0]!r}")
+    """Typed, range-checked arguments of `cmd` by its ARGS line, or ProtocolError('bad_args')."""
+    rules = ARGS.get(cmd, {})
+    root = Field(args, cmd)
     try:
-        if cmd == "queue":
-            segments = args.get("segments")
-            replace_all = args.get("replace") is True
-            if not isinstance(segments, list) or (not segments and not replace_all):
-                raise ProtocolError(
-                    "bad_args", "queue: segments must be a non-empty list (or [] with replace)"
-                )
-            if len(segments) > 1000:
-                raise ProtocolError("bad_args", "queue: at most 1000 segments at once")
-            replace = args.get("replace", False)
-            if not isinstance(replace, bool):
-                raise ProtocolError("bad_args", "queue: replace must be true or false")
-            parsed = []
-            for i, seg in enumerate(segments):
-                if not isinstance(seg, dict):
-                    raise ProtocolError("bad_args", f"segments[{i}]: must be an object")
-                parsed.append(Segment.from_dict(seg, f"segments[{i}]"))
-            return {"segments": parsed, "replace": replace}
-        if cmd == "set_lr":
-            lr = args.get("lr")
-            if isinstance(lr, bool) or not isinstance(lr, (int, float)):
-                raise ProtocolError("bad_args", f"set_lr: lr must be a number, got {lr!r}")
-            return {"lr": check_lr(lr)}
-        if cmd == "rollback":
-            epoch = args.get("epoch")
-            if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-                raise ProtocolError(
-                    "bad_args", f"rollback: epoch must be a whole number >= 0, got {epoch!r}"
-                )
-            return {"epoch": epoch}
-        if cmd == "lr_find":
-            start = check_lr(args.get("start_lr", 1e-6), "lr_find.start_lr")
-            end = check_lr(args.get("end_lr", 10.0), "lr_find.end_lr")
-            steps = args.get("steps", 100)
-            if isinstance(steps, bool) or not isinstance(steps, int) or not 5 <= steps <= 10_000:
-                raise ProtocolError(
-                    "bad_args", "lr_find: steps must be a whole number from 5 to 10000"
-                )
-            if end <= start:
-                raise ProtocolError("bad_args", "lr_find: end_lr must be above start_lr")
-            return {"start_lr": start, "end_lr": end, "steps": steps}
-        if cmd == "hello":
-            client = args.get("client", "client")
-            if not isinstance(client, str) or len(client) > 100:
-                raise ProtocolError("bad_args", "hello: client must be a short string")
-            return {"client": client}
-    except ScheduleError as exc:
+        given = root.fields(optional=tuple(rules), noun="argument")
+        out = {}
+        for name, arg in rules.items():
+            if name in given:
+                out[name] = arg.rule(given[name])
+            elif arg.default is REQUIRED:
+                root.fail(f"missing argument {name!r}")
+            else:
+                out[name] = arg.default
+    except FieldError as exc:
         raise ProtocolError("bad_args", str(exc)) from None
-    return {}
+    CHECKS.get(cmd, lambda _: None)(out)
+    return out

@@ -22,8 +22,14 @@ from lrconsole.core.session.layout import (
     checkpoint_step,
     checkpoint_steps,
 )
-from lrconsole.core.session.manifest import Manifest
-from lrconsole.core.session.metrics import MetricsLog, best_of, better, read_rows
+from lrconsole.core.session.manifest import Manifest, SessionError
+from lrconsole.core.session.metrics import (
+    MetricsLog,
+    best_of,
+    better,
+    check_file,
+    read_rows,
+)
 from lrconsole.core.session.snapshot import PROTOCOL_VERSION, build_snapshot
 from lrconsole.protocol import VERSION
 from lrconsole.tui.disk import snapshot_from_disk
@@ -72,12 +78,12 @@ def test_a_row_without_its_time_stops_only_a_strict_read(tmp_path: Path) -> None
     assert [r["global_epoch"] for r in read_rows(path, stop_at_torn=True)] == ["1", "2"]
 
 
-def test_garbage_values_are_read_as_text(tmp_path: Path) -> None:
-    # The reader does not judge values: each caller parses them as it always has.
+def test_garbage_values_are_refused_naming_the_line(tmp_path: Path) -> None:
+    # A whole row that is not numbers is damage: one line naming file and line.
     path = write_csv(tmp_path, ROWS[0], "x,y,0,fast,nan,,1700000002.0\n")
-    rows = read_rows(path)
-    assert rows[1]["global_epoch"] == "x" and rows[1]["lr"] == "fast"
-    assert rows[1]["test_loss"] == ""
+    with pytest.raises(SessionError, match=r"metrics.csv: line 3: not a metrics row"):
+        check_file(path)
+    assert read_rows(path)[1]["global_epoch"] == "x"  # the console's lenient read
 
 
 def test_a_missing_file(tmp_path: Path) -> None:
@@ -100,14 +106,15 @@ def test_the_log_reopens_without_the_torn_line_or_later_epochs(tmp_path: Path) -
     assert [r["global_epoch"] for r in rows] == [1, 2]
     assert rows[1]["lr"] == 0.03 and rows[1]["test_loss"] == 1.6
     assert path.read_text() == HEADER + ROWS[0] + ROWS[1]
-    log.open(keep_epochs=10)
-    log.close()
+    # Rows up to the checkpoint were synced before it was written: missing is damage.
+    with pytest.raises(SessionError, match=r"metrics.csv: ends early: the row of epoch 3"):
+        log.open(keep_epochs=10)
     assert path.read_text() == HEADER + ROWS[0] + ROWS[1]
 
 
 def test_the_log_refuses_a_garbage_epoch(tmp_path: Path) -> None:
     write_csv(tmp_path, ROWS[0], "x,28,0,0.03,1.5,1.6,1700000002.0\n")
-    with pytest.raises(ValueError):
+    with pytest.raises(SessionError, match=r"metrics.csv: line 3: not a metrics row"):
         MetricsLog(tmp_path, ["train_loss", "test_loss"]).open(keep_epochs=5)
 
 

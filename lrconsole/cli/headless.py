@@ -5,16 +5,14 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from lrconsole.core.atomic import why_unwritable
 from lrconsole.core.plan.schedule import Schedule
 from lrconsole.core.plan.segment import OptimizerSpec, TaskSpec
 from lrconsole.core.session.discover import resolve_session
 from lrconsole.core.session.layout import MANIFEST
-from lrconsole.errors import UserError
-
-if TYPE_CHECKING:
-    pass
+from lrconsole.core.session.manifest import Manifest
+from lrconsole.errors import TrainingFailed, UserError
 
 
 def session_folder(args: argparse.Namespace) -> Path:
@@ -47,8 +45,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if schedule is None and not (folder / MANIFEST).is_file():
         raise UserError(f"no session {args.session!r} yet: give --schedule FILE to create it")
     if args.detach:
-        from lrconsole.runner.launch import ensure_runner
+        from lrconsole.runner.launch import check_free, ensure_runner
 
+        check_free(folder)  # else a live runner (even a foreground one) reads as started
         ensure_runner(folder, schedule=schedule)
         print(f"runner started for {folder}; attach with `lrconsole attach {args.session}`")
         return 0
@@ -59,10 +58,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     from lrconsole.core.train.trainer import Trainer
     from lrconsole.runner.host import Runner, run_in_foreground
 
-    trainer = Trainer.open(
-        folder,
-        schedule=schedule,
-        tensorboard=not args.no_tensorboard,
-        checkpoint_interval=args.checkpoint_every,
-    )
-    return run_in_foreground(Runner(trainer), args.session)
+    try:
+        trainer = Trainer.open(
+            folder,
+            schedule=schedule,
+            tensorboard=not args.no_tensorboard,
+            checkpoint_interval=args.checkpoint_every,
+        )
+    except OSError as exc:  # a full disk, a read-only folder: nothing trained yet
+        why = why_unwritable(folder, exc)
+        raise UserError(f"{folder}: cannot open the session: {why}") from None
+    try:
+        return run_in_foreground(Runner(trainer), args.session)
+    except OSError as exc:  # mid-run: the last checkpoint and the rows before it are kept
+        raise TrainingFailed(
+            f"{folder}: training stopped: {why_unwritable(folder, exc)}; "
+            f"{kept(folder)}; continue with `lrconsole run {args.session}`"
+        ) from None
+
+
+def kept(folder: Path) -> str:
+    """What a stopped run left: the epoch of the session's last checkpoint."""
+    try:
+        return f"saved at epoch {Manifest.read(folder).global_epoch}"
+    except UserError:
+        return "the last checkpoint is kept"

@@ -14,7 +14,8 @@ from lrconsole.client import ConnectionLost, Event, RunnerClient
 from lrconsole.core.session.discover import resolve_session
 from lrconsole.core.session.layout import SOCKET
 from lrconsole.core.session.manifest import Manifest
-from lrconsole.runner.launch import runner_alive
+from lrconsole.errors import RunnerDied
+from lrconsole.runner.launch import check_answering, runner_alive
 
 
 def folder_of(args: argparse.Namespace) -> Path:
@@ -32,6 +33,7 @@ def describe_state(name: str, state: dict[str, Any]) -> str:
 def cmd_status(args: argparse.Namespace) -> int:
     folder = folder_of(args)
     if not runner_alive(folder):
+        check_answering(folder)  # a suspended runner is not "no runner"
         m = Manifest.read(folder)
         state = {
             "state": "stopped",
@@ -64,6 +66,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_stop(args: argparse.Namespace) -> int:
     folder = folder_of(args)
     if not runner_alive(folder):
+        check_answering(folder)  # else the stop request would be lost, reported as done
         print(f"{folder.name}: no runner is running")
         return 0
 
@@ -93,21 +96,30 @@ def format_event(event: Event) -> str | None:
 def cmd_attach(args: argparse.Namespace) -> int:
     """Print a runner's events as lines until it goes away or Ctrl-C."""
     folder = folder_of(args)
+    if not runner_alive(folder):
+        check_answering(folder)
 
-    async def follow() -> None:
+    async def follow() -> str | None:
+        """Follow until the runner goes; its goodbye reason, or None if it died."""
         client = await RunnerClient.connect(folder / SOCKET, client="lines")
         print(describe_state(folder.name, client.snapshot["state"]), flush=True)
+        reason: str | None = None
         try:
             async for event in client.events():
+                if event.name == "bye":
+                    reason = str(event.data.get("reason", "?"))
                 line = format_event(event)
                 if line:
                     print(line, flush=True)
         except ConnectionLost as exc:
             print(f"detached: {exc}", file=sys.stderr)
+        return reason
 
     try:
-        asyncio.run(follow())
+        reason = asyncio.run(follow())
     except ConnectionLost as exc:
         print(f"lrconsole: error: {exc}", file=sys.stderr)
         return 2
+    if reason is None or reason == "error":  # killed, crashed, or training failed
+        raise RunnerDied(f"the runner of {folder.name!r} died; see {folder / 'runner.log'}")
     return 0

@@ -8,6 +8,7 @@ console (or the SSH connection) leaves training running. Its output goes to
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import shutil
 import socket
 import subprocess
@@ -16,15 +17,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lrconsole.core.atomic import why_unwritable
 from lrconsole.core.plan.schedule import Schedule
+from lrconsole.core.session.holder import lock_holder
 from lrconsole.core.session.layout import (
-    LAUNCH_FILES,
+    LOCK,
     MANIFEST,
     RUNNER_LOG,
     RUNNER_SCHEDULE,
     SOCKET,
 )
-from lrconsole.errors import UserError
+from lrconsole.errors import NotAnswering, SessionBusy, UserError
 
 MAX_SOCKET_PATH = 100  # AF_UNIX paths are limited to 108 bytes
 
@@ -80,13 +83,10 @@ def ensure_runner(
     path = socket_path(folder)
     if runner_alive(folder):
         return path
-    new_folder = not folder.exists()
-    folder.mkdir(parents=True, exist_ok=True)
+    check_answering(folder)
     command = [sys.executable, "-m", "lrconsole.runner", str(folder)]
     if schedule is not None:
-        plan = folder / RUNNER_SCHEDULE
-        schedule.dump(plan)
-        command += ["--schedule", str(plan)]
+        command += ["--schedule", str(folder / RUNNER_SCHEDULE)]
     elif create is not None:
         command += [
             "--task",
@@ -98,15 +98,22 @@ def ensure_runner(
         command += ["--idle-timeout", str(idle_timeout)]
     if paused:
         command.append("--paused")
-    log = open(folder / RUNNER_LOG, "ab")  # noqa: SIM115 - handed to the child
     try:
-        log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(command)}\n".encode())
-        log.flush()
-        process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
-        )
-    finally:
-        log.close()
+        folder.mkdir(parents=True)
+        new_folder = True  # made by this call: atomically, so only one launcher thinks so
+    except FileExistsError:
+        new_folder = False
+    except OSError as exc:
+        raise UserError(f"{folder}: cannot create: {why_unwritable(folder, exc)}") from None
+    created = {name for name in (RUNNER_LOG, RUNNER_SCHEDULE) if not (folder / name).exists()}
+    try:
+        process = spawn(folder, command, schedule)
+    except (OSError, UserError) as exc:  # a full disk, a read-only folder
+        forget_failed_start(folder, new_folder, created)
+        if isinstance(exc, UserError):
+            raise
+        why = why_unwritable(folder, exc)
+        raise UserError(f"{folder}: cannot start a runner: {why}") from None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if runner_alive(folder):
@@ -114,8 +121,7 @@ def ensure_runner(
         code = process.poll()
         if code is not None:
             error = last_error(folder)
-            if not (folder / MANIFEST).exists():
-                forget_failed_start(folder, new_folder)
+            forget_failed_start(folder, new_folder, created)
             raise UserError(f"the runner for {folder.name!r} exited ({code}): {error}")
         time.sleep(0.05)
     raise UserError(
@@ -124,15 +130,73 @@ def ensure_runner(
     )
 
 
-def forget_failed_start(folder: Path, new_folder: bool) -> None:
+def spawn(folder: Path, command: list[str], schedule: Schedule | None) -> subprocess.Popen[bytes]:
+    """Write the runner's schedule and start it, its output going to runner.log."""
+    if schedule is not None:
+        schedule.dump(folder / RUNNER_SCHEDULE)
+    log = open(folder / RUNNER_LOG, "ab")  # noqa: SIM115 - handed to the child
+    try:
+        log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(command)}\n".encode())
+        log.flush()
+        return subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+        )
+    finally:
+        with contextlib.suppress(OSError):  # a flush that failed has said so already
+            log.close()
+
+
+def forget_failed_start(folder: Path, new_folder: bool, created: set[str]) -> None:
     """A session that was never created leaves nothing behind: not a half folder that
-    `show` calls "not a session" and a later `run` trips over."""
-    if new_folder:  # made by this call, and no session came of it
-        shutil.rmtree(folder, ignore_errors=True)
+    `show` calls "not a session" and a later `run` trips over.
+
+    Only while holding the session's lock, and only what this launcher made: a runner
+    that lost the race to another launcher's must not take the winner's files with it.
+    """
+    try:
+        handle = open(folder / LOCK, "a+")  # noqa: SIM115 - closed below
+    except OSError:  # not even a lock file fits (a full disk): no runner can hold one
+        if new_folder and not (folder / LOCK).exists():
+            shutil.rmtree(folder, ignore_errors=True)
         return
-    for name in (*LAUNCH_FILES, SOCKET):
-        with contextlib.suppress(FileNotFoundError):
-            (folder / name).unlink()
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return  # another process holds the session: what is here is its own
+        if (folder / MANIFEST).exists():
+            return  # a session came of it after all (or was there before)
+        if new_folder:  # made by this call, and no session came of it
+            shutil.rmtree(folder, ignore_errors=True)
+            return
+        for name in created:
+            with contextlib.suppress(FileNotFoundError):
+                (folder / name).unlink()
+    finally:
+        handle.close()
+
+
+def check_answering(folder: Path) -> None:
+    """Raise NotAnswering (exit 3) when a live process holds the session's lock but no
+    runner answered: suspended (SIGSTOP, Ctrl-Z) or wedged. A request sent to it would be
+    lost, and a new runner would only find the session in use."""
+    holder = lock_holder(folder)
+    if holder is not None:
+        raise NotAnswering(f"not answering: {holder.describe()} holds the session (suspended?)")
+
+
+def check_free(folder: Path) -> None:
+    """Raise SessionBusy (exit 2) when any process holds the session: a runner that
+    answers (background, or a foreground `lrconsole run`) or one that does not."""
+    if runner_alive(folder):
+        holder = lock_holder(folder)
+        who = holder.describe() if holder is not None else "a runner"
+        name = folder.name
+        raise SessionBusy(
+            f"session {name!r} is in use by {who}; attach to it with `lrconsole attach "
+            f"{name}` or end it with `lrconsole stop {name}`"
+        )
+    check_answering(folder)
 
 
 def last_error(folder: Path) -> str:

@@ -13,6 +13,7 @@ import collections
 import concurrent.futures
 import contextlib
 import os
+import resource
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +25,21 @@ from lrconsole.errors import UserError
 
 # A handler answers at once with a dict, or with a Future when the work runs elsewhere.
 Handler = Callable[[str, dict[str, Any]], Any]
+
+MAX_CLIENTS = 64  # connected at once; more are told why and closed
+ACCEPT_BACKLOG = 16  # connections accepted per loop turn: a flood holds few fds at once
+
+
+def client_limit() -> int:
+    """MAX_CLIENTS, or fewer under a low open-file limit: at most a quarter of the
+    descriptors go to clients, so training (checkpoints, TensorBoard) never runs out."""
+    try:
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (OSError, ValueError):
+        return MAX_CLIENTS
+    if soft == resource.RLIM_INFINITY:
+        return MAX_CLIENTS
+    return max(1, min(MAX_CLIENTS, soft // 4))
 
 
 class Client:
@@ -48,7 +64,10 @@ class Client:
             with contextlib.suppress(Exception):
                 self.writer.write(protocol.event("bye", self.server.next_seq(), {"reason": reason}))
             self.task.cancel()
-            self.writer.transport.abort() if reason != "shutdown" else self.writer.close()
+            # A client that misbehaves is cut off hard (it may never read); the others get
+            # their bye, so a client that sees none can tell a runner that died.
+            cut = reason in ("too_slow", "line_too_long")
+            self.writer.transport.abort() if cut else self.writer.close()
 
     async def _pump(self) -> None:
         try:
@@ -79,6 +98,7 @@ class ControlServer:
         self._error: BaseException | None = None
         self.last_client_seen = time.monotonic()
         self._attached = 0  # subscribed clients, counted on the loop thread
+        self.max_clients = client_limit()
 
     # -- called from other threads ---------------------------------------------------------
     def start(self) -> None:
@@ -139,7 +159,7 @@ class ControlServer:
         old = os.umask(0o177)  # the socket is born 0600: no window for other users
         try:
             self._server = await asyncio.start_unix_server(
-                self._serve_client, str(self.path), limit=protocol.MAX_LINE
+                self._serve_client, str(self.path), limit=protocol.MAX_LINE, backlog=ACCEPT_BACKLOG
             )
         finally:
             os.umask(old)
@@ -206,6 +226,12 @@ class ControlServer:
     async def _serve_client(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
+        if len(self.clients) >= self.max_clients:
+            reason = {"reason": "too_many_clients", "limit": self.max_clients}
+            with contextlib.suppress(Exception):
+                writer.write(protocol.event("bye", self._seq, reason))
+                writer.close()
+            return
         client = Client(self, writer)
         self.clients.add(client)
         try:

@@ -11,7 +11,17 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
+from lrconsole.core.plan.schema import SEGMENTS_MAX
 from lrconsole.core.plan.segment import ScheduleError, Segment
+
+
+def _capped(segments: list[Segment]) -> list[Segment]:
+    """A queued plan may not grow past the segments a schedule file may hold."""
+    if len(segments) > SEGMENTS_MAX:
+        raise ScheduleError(
+            f"the plan would hold {len(segments):,} segments (the limit is {SEGMENTS_MAX:,})"
+        )
+    return segments
 
 
 class Plan:
@@ -55,12 +65,12 @@ class Plan:
         self._set(list(segments))
 
     def append(self, segments: Iterable[Segment]) -> None:
-        self._set(self.segments + list(segments))
+        self._set(_capped(self.segments + list(segments)))
 
     def replace_queued(self, step: int, segments: Iterable[Segment]) -> None:
         """Swap every segment that starts at or after `step` for `segments`."""
         keep = [s for s, start in zip(self.segments, self.starts, strict=True) if start < step]
-        self._set(keep + list(segments))
+        self._set(_capped(keep + list(segments)))
 
     def split_at(self, step: int, lr: float) -> None:
         """From `step` on, the running segment's remainder trains at a constant `lr`."""

@@ -6,84 +6,46 @@ segment. No torch here.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from lrconsole.core.plan import shapes
-from lrconsole.errors import UserError
+from lrconsole.core.plan.schema import (
+    EPOCHS_MAX,
+    LR_MAX,
+    OPTIMIZERS,
+    POLICIES,
+    Field,
+    ScheduleError,
+    check_epochs,
+    check_lr,
+    read_epochs,
+    read_lr,
+    read_params,
+    read_policy,
+    read_shape,
+    read_steps,
+)
 
-LR_MAX = 10.0
-EPOCHS_MAX = 100_000
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
-
-
-class ScheduleError(UserError):
-    """A schedule or segment that cannot be used."""
+# The rules live in the schema; these names are imported from here by older code.
+__all__ = [
+    "EPOCHS_MAX",
+    "LR_MAX",
+    "OPTIMIZERS",
+    "POLICIES",
+    "OptimizerError",
+    "OptimizerSpec",
+    "ScheduleError",
+    "Segment",
+    "TaskSpec",
+    "check_epochs",
+    "check_lr",
+]
 
 
 class OptimizerError(ScheduleError):
     """An optimizer spec that torch refuses: an unknown name, argument or value."""
-
-
-def check_lr(value: float, where: str = "lr") -> float:
-    """Return `value` as a float, or raise naming `where` when it is unusable."""
-    lr = float(value)
-    if math.isnan(lr) or math.isinf(lr):
-        raise ScheduleError(f"{where}: must be a finite number, got {value!r}")
-    if lr <= 0:
-        raise ScheduleError(f"{where}: must be > 0, got {value!r}")
-    if lr > LR_MAX:
-        raise ScheduleError(f"{where}: {value!r} is absurdly large (the limit is {LR_MAX:g})")
-    return lr
-
-
-def check_epochs(value: int, where: str = "epochs") -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ScheduleError(f"{where}: must be a whole number, got {value!r}")
-    if value < 1:
-        raise ScheduleError(f"{where}: must be at least 1, got {value!r}")
-    if value > EPOCHS_MAX:
-        raise ScheduleError(f"{where}: {value!r} is too many (the limit is {EPOCHS_MAX:,})")
-    return value
-
-
-# Performance-based policies a segment may enable, with their parameters' defaults
-# (names as in Keras' ReduceLROnPlateau and EarlyStopping).
-POLICIES: dict[str, dict[str, float]] = {
-    "plateau": {"factor": 0.1, "patience": 10, "min_delta": 0.0, "min_lr": 0.0},
-    "early_stop": {"patience": 10, "min_delta": 0.0},
-}
-
-
-def check_policy(name: str, data: Any, where: str) -> dict[str, float]:
-    """A policy's parameters merged over the defaults, each checked."""
-    if data is True or data == {}:
-        data = {}
-    if not isinstance(data, Mapping):
-        raise ScheduleError(f"{where}: must be a mapping of parameters (or true for defaults)")
-    merged = dict(POLICIES[name])
-    for key, value in data.items():
-        if key not in merged:
-            raise ScheduleError(f"{where}: unknown parameter {key!r} (known: {', '.join(merged)})")
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not math.isfinite(value)
-        ):
-            raise ScheduleError(f"{where}.{key}: must be a number, got {value!r}")
-        merged[key] = value
-    if merged["patience"] < 1 or merged["patience"] != int(merged["patience"]):
-        raise ScheduleError(f"{where}.patience: must be a whole number >= 1")
-    merged["patience"] = int(merged["patience"])
-    if merged["min_delta"] < 0:
-        raise ScheduleError(f"{where}.min_delta: must be >= 0")
-    if name == "plateau" and not 0 < merged["factor"] < 1:
-        raise ScheduleError(f"{where}.factor: must be between 0 and 1, got {merged['factor']}")
-    if name == "plateau" and merged["min_lr"] < 0:
-        raise ScheduleError(f"{where}.min_lr: must be >= 0")
-    return merged
 
 
 @dataclass(frozen=True)
@@ -154,46 +116,28 @@ class Segment:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "segment") -> Segment:
-        """Build from plain data (the wire, the manifest), checking every field."""
-        known = {"epochs", "steps", "lr", "shape", "params", "fresh_optimizer", *POLICIES}
-        unknown = set(data) - known
-        if unknown:
-            raise ScheduleError(f"{where}: unknown field {sorted(unknown)[0]!r}")
-        if "lr" not in data:
-            raise ScheduleError(f"{where}: missing field 'lr'")
-        if isinstance(data["lr"], bool) or not isinstance(data["lr"], (int, float)):
-            raise ScheduleError(f"{where}.lr: must be a number, got {data['lr']!r}")
-        lr = check_lr(data["lr"], f"{where}.lr")
-        epochs = data.get("epochs")
-        steps = data.get("steps")
-        if (epochs is None) == (steps is None):
-            raise ScheduleError(f"{where}: give exactly one of 'epochs' or 'steps'")
-        if epochs is not None:
-            check_epochs(epochs, f"{where}.epochs")
-        if steps is not None and (
-            isinstance(steps, bool) or not isinstance(steps, int) or steps < 1
-        ):
-            raise ScheduleError(f"{where}.steps: must be a whole number >= 1, got {steps!r}")
-        shape = data.get("shape", "constant")
-        if shape not in shapes.SHAPES:
-            known_shapes = ", ".join(shapes.SHAPES)
-            raise ScheduleError(f"{where}.shape: unknown shape {shape!r} (known: {known_shapes})")
-        params = data.get("params") or {}
-        if not isinstance(params, Mapping):
-            raise ScheduleError(f"{where}.params: must be a mapping")
-        try:
-            shapes.check_params(shape, params)
-        except ValueError as exc:
-            raise ScheduleError(f"{where}.params: {exc}") from None
-        fresh = data.get("fresh_optimizer", False)
-        if not isinstance(fresh, bool):
-            raise ScheduleError(f"{where}.fresh_optimizer: must be true or false")
+        """Build from plain data (the wire, the console), checking every field."""
+        return cls.read(Field(data, where))
+
+    @classmethod
+    def read(cls, f: Field) -> Segment:
+        """Build from a schema field (FieldError, with its path, when a rule is broken)."""
+        known = ("epochs", "steps", "lr", "shape", "params", "fresh_optimizer", *POLICIES)
+        given = f.fields(required=("lr",), optional=known[:2] + known[3:])
+        lr = read_lr(given["lr"])
+        if ("epochs" in given) == ("steps" in given):
+            f.fail("give exactly one of 'epochs' or 'steps'")
+        epochs = read_epochs(given["epochs"]) if "epochs" in given else None
+        steps = read_steps(given["steps"]) if "steps" in given else None
+        shape = read_shape(given["shape"]) if "shape" in given else "constant"
+        params = read_params(shape, given["params"]) if "params" in given else {}
+        fresh = given["fresh_optimizer"].boolean() if "fresh_optimizer" in given else False
         policies = {
-            name: check_policy(name, data[name], f"{where}.{name}")
+            name: read_policy(name, given[name])
             for name in POLICIES
-            if data.get(name) not in (None, False)
+            if name in given and given[name].value not in (None, False)
         }
-        return cls(lr, epochs, steps, shape, dict(params), fresh, **policies)
+        return cls(lr, epochs, steps, shape, params, fresh, **policies)
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,15 @@ from __future__ import annotations
 import csv
 import io
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 from lrconsole.core.atomic import atomic_write_text
 from lrconsole.core.session.layout import METRICS
+from lrconsole.core.session.manifest import SessionError
+
+INT_COLUMNS = ("global_epoch", "global_step", "segment")
 
 
 class MetricsLog:
@@ -24,13 +28,34 @@ class MetricsLog:
         self._pending: list[dict[str, Any]] = []
 
     def open(self, keep_epochs: int) -> list[dict[str, Any]]:
-        """Open for appending, dropping rows past `keep_epochs` (work to be redone)."""
+        """Open for appending, dropping rows past `keep_epochs` (work to be redone).
+
+        Rows up to `keep_epochs` were synced before the checkpoint was written: one that
+        is missing or cut short is damage, refused naming the line, never dropped.
+        """
         rows: list[dict[str, str]] = []
+        torn_line = None
         if self.path.exists():
-            for row in read_rows(self.path, stop_at_torn=True):
-                if int(row["global_epoch"]) > keep_epochs:
+            for line, row, torn in scan_rows(self.path):
+                if torn or not row.get("time"):
+                    torn_line = line
+                    break  # a write the crash cut short: nothing after it was synced
+                epoch = int(row["global_epoch"])
+                if epoch > keep_epochs:
                     break
+                if epoch != len(rows) + 1:
+                    raise SessionError(
+                        f"{self.path}: line {line}: epoch {epoch} where epoch "
+                        f"{len(rows) + 1} belongs; the file was edited or damaged"
+                    )
                 rows.append(row)
+            if len(rows) < keep_epochs:
+                where = f"line {torn_line}: cut short" if torn_line else "ends early"
+                raise SessionError(
+                    f"{self.path}: {where}: the row of epoch {len(rows) + 1} is missing, "
+                    f"and the checkpoint at epoch {keep_epochs} needs every row up to it "
+                    "(restore the row, e.g. from a backup)"
+                )
         write_rows(self.path, self.columns, rows)
         self._handle = open(self.path, "a", newline="", encoding="utf-8")  # noqa: SIM115
         self._writer = csv.DictWriter(self._handle, self.columns, lineterminator="\n")
@@ -71,19 +96,53 @@ def read_rows(path: Path, *, stop_at_torn: bool = False) -> list[dict[str, str]]
     """The rows of a metrics file (metrics.csv or a branch's path-N.csv), as text.
 
     A row with fewer fields than the header is a line torn by a crash: it is left out.
-    With `stop_at_torn` (the log reopening its file to append after it) reading ends there
-    instead, and also at a row without its time, the field written last. Raises OSError
+    With `stop_at_torn` reading ends there instead, and also at a row without its time,
+    the field written last. Values are not judged (the console skips what it cannot
+    draw); `check_file` refuses a file with garbage rows. Raises OSError
     (FileNotFoundError for a missing file).
     """
     rows: list[dict[str, str]] = []
-    with open(path, newline="", encoding="utf-8") as handle:
-        for row in csv.DictReader(handle):
-            torn = None in row.values()
-            if stop_at_torn and (torn or not row.get("time")):
-                break
-            if not torn:
-                rows.append(row)
+    for _, row, torn in scan_rows(path, check=False):
+        if stop_at_torn and (torn or not row.get("time")):
+            break
+        if not torn:
+            rows.append(row)
     return rows
+
+
+def check_file(path: Path) -> None:
+    """Raise SessionError naming the line of the first whole row of `path` that is not
+    numbers; a missing file is fine (no epochs yet)."""
+    if path.exists():
+        for _ in scan_rows(path, check=True):
+            pass
+
+
+def scan_rows(path: Path, check: bool = True) -> Iterator[tuple[int, dict[str, str], bool]]:
+    """(line number, row, torn) for each row of a metrics file; `check`: whole rows must
+    be numbers (SessionError naming the line)."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        for row in reader:
+            torn = None in row.values()
+            if check and not torn:
+                check_row(path, reader.line_num, row)
+            yield reader.line_num, row, torn
+
+
+def check_row(path: Path, line: int, row: dict[str, str]) -> None:
+    """A whole row holds integers for the counters and numbers (or nothing) elsewhere."""
+    for key, value in row.items():
+        try:
+            if key is None:
+                raise ValueError
+            if key in INT_COLUMNS:
+                int(value)
+            elif value != "":
+                float(value)
+        except (TypeError, ValueError):
+            shown = f"{key} = {value!r}" if key is not None else "more fields than the header"
+            raise SessionError(f"{path}: line {line}: not a metrics row ({shown})") from None
 
 
 def write_rows(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
@@ -97,7 +156,7 @@ def write_rows(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> No
 def _typed(row: dict[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in row.items():
-        if key in ("global_epoch", "global_step", "segment"):
+        if key in INT_COLUMNS:
             out[key] = int(value)
         else:
             out[key] = float(value) if value != "" else float("nan")

@@ -3,10 +3,14 @@ counter), written at checkpoint time, off the per-epoch path."""
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from pathlib import Path
 from typing import Any
 
+from lrconsole.core.atomic import why_unwritable
 from lrconsole.core.session.layout import TB_DIR
+from lrconsole.core.session.manifest import SessionError
 
 
 def tb_tag(metric: str) -> str:
@@ -23,7 +27,13 @@ class TensorBoardLogger:
         # Each path (a rollback starts a new one) is its own TensorBoard run.
         purge = resume_epoch + 1 if resume_epoch > 0 else None
         log_dir = folder / TB_DIR / f"path-{path}"
-        self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge)
+        threading.excepthook = _quiet_writer_errors
+        try:
+            self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge)
+        except OSError as exc:  # `tb` is a file, the folder is read-only, the disk is full
+            raise SessionError(
+                f"{log_dir}: cannot write TensorBoard logs: {why_unwritable(log_dir, exc)}"
+            ) from None
         self.pending: list[tuple[int, float, dict[str, float]]] = []
 
     def add_epoch(self, global_epoch: int, lr: float, metrics: dict[str, Any]) -> None:
@@ -42,5 +52,19 @@ class TensorBoardLogger:
         self.pending = []
 
     def close(self) -> None:
-        self.flush()
-        self.writer.close()
+        try:
+            self.flush()
+        finally:
+            with contextlib.suppress(Exception):  # the flush's error is the one to report
+                self.writer.close()
+
+
+def _quiet_writer_errors(args: threading.ExceptHookArgs) -> None:
+    """TensorBoard's writer thread dies on a disk error and prints a traceback; the
+    error reaches the trainer at its next flush anyway, said once, in one line."""
+    if isinstance(args.exc_value, OSError) and type(args.thread).__name__ == "_AsyncWriterThread":
+        return
+    _default_hook(args)
+
+
+_default_hook = threading.excepthook
