@@ -201,9 +201,8 @@ class Steer:
         and blocks here while the operator has the run paused. `None`: loss unknown
         (the divergence guard then skips this step)."""
         engine = self.engine
-        value = None
-        if loss is not None:
-            value = loss.item() if isinstance(loss, torch.Tensor) else float(loss)
+        # A tensor is read a step late, without a device sync (core.train.lossfeed).
+        value = loss if loss is None or isinstance(loss, torch.Tensor) else float(loss)
         if engine.finish_step(self._index, value):
             return  # the epoch's last step: epoch_end comes next
         engine.after_step(self._index)

@@ -140,6 +140,17 @@ def build_parser() -> Parser:
     p.add_argument("session", help="a session name or path")
     p.add_argument("--epoch", type=whole(0), help="the epoch to go back to (default: list them)")
 
+    p = add("prune", "remove checkpoints a session no longer needs; prints what it freed")
+    p.add_argument("session", help="a session name or path")
+    p.add_argument(
+        "--keep",
+        type=whole(0),
+        default=None,
+        metavar="N",
+        help="newest checkpoints to keep, the current one always (default: keep_checkpoints)",
+    )
+    p.add_argument("--keep-boundaries", action="store_true", help="keep every segment boundary too")
+
     p = add("lr-find", "LR range test on a copy of the model; proposes an LR")
     p.add_argument("session", help="a session name or path")
     p.add_argument(
@@ -226,6 +237,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from lrconsole.cli import info
 
         return int(getattr(info, f"cmd_{command}")(args))
+    if command == "prune":
+        from lrconsole.cli.prune import cmd_prune
+
+        return cmd_prune(args)
     if command in ("rollback", "lr-find", "preview"):
         from lrconsole.cli.strategies import dispatch as strategies
 

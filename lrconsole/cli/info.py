@@ -8,8 +8,9 @@ from pathlib import Path
 
 from lrconsole.core.plan.plan import Plan
 from lrconsole.core.session.discover import list_sessions, read_metrics, resolve_session
-from lrconsole.core.session.layout import checkpoint_files
+from lrconsole.core.session.layout import METRICS, checkpoint_files
 from lrconsole.core.session.manifest import Manifest
+from lrconsole.core.session.metrics import check_file
 from lrconsole.errors import UserError
 
 
@@ -52,6 +53,9 @@ def cmd_sessions(args: argparse.Namespace) -> int:
         # The folder's name is the one to type; a copied folder keeps its manifest's name.
         rows.append([s.dir.name, s.task, str(s.epochs), last or "-", s.state])
     print(table(rows))
+    for s in sessions:  # the others are listed; each broken one says why, in one line
+        if s.error:
+            print(f"{s.dir.name} is broken: {s.error}")
     return 0
 
 
@@ -66,6 +70,7 @@ def disk_use(folder: Path) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     folder = resolve_session(args.sessions_dir, args.session)
     m = Manifest.read(folder)
+    check_file(folder / METRICS)  # a garbage row: one line naming it, not a traceback
     rows = read_metrics(folder)
     plan = Plan(m.segments, m.steps_per_epoch)
     print(
@@ -101,4 +106,14 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(table(out))
     kept = len(checkpoint_files(folder))
     print(f"disk use {disk_use(folder) / 1e6:.1f} MB  ({plural(kept, 'checkpoint')})")
+    if m.checkpointing:  # written by core.train.handlers.Checkpointer
+        c = {k: v for k, v in m.checkpointing.items() if isinstance(v, (int, float))}
+        size = c.get("bytes", 0)
+        shown = f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size / 1e3:.0f} KB"
+        print(
+            f"checkpoint {shown}: training waited {c.get('blocking_s', 0) * 1e3:.0f} ms, "
+            f"written in the background in {c.get('write_s', 0):.3g} s; every "
+            f"{c.get('interval_s', 0):.3g} s or more; {c.get('share', 0) * 100:.1f}% of "
+            "training time spent waiting on checkpoints"
+        )
     return 0

@@ -8,7 +8,6 @@ segment. Nothing here imports torch, so the console and `lrconsole --help` stay 
 from __future__ import annotations
 
 import bisect
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,14 +15,21 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from lrconsole.core.plan.schema import Checker, Node, load_nodes
-from lrconsole.core.plan.segment import (
+from lrconsole.core.plan import yamldoc
+from lrconsole.core.plan.schema import (
     OPTIMIZERS,
-    OptimizerSpec,
+    SEED_MAX,
+    THREADS_MAX,
+    Field,
+    FieldError,
     ScheduleError,
-    Segment,
-    TaskSpec,
+    read_bounded,
+    read_optimizer_arg,
+    read_segment_list,
+    read_spike_factor,
+    show,
 )
+from lrconsole.core.plan.segment import OptimizerSpec, Segment, TaskSpec
 
 if TYPE_CHECKING:
     import torch
@@ -42,6 +48,7 @@ class Schedule:
     threads: int | None = None
     optimizer: OptimizerSpec = field(default_factory=OptimizerSpec)
     spike_factor: float | None = 10.0
+    keep_checkpoints: int = 3  # newest checkpoints kept besides segment boundaries
 
     # -- the LR as a function of position ---------------------------------------------
     def _spe(self, steps_per_epoch: int | None) -> int:
@@ -120,6 +127,8 @@ class Schedule:
             out["steps_per_epoch"] = self.steps_per_epoch
         if self.spike_factor != 10.0:
             out["spike_factor"] = self.spike_factor
+        if self.keep_checkpoints != 3:
+            out["keep_checkpoints"] = self.keep_checkpoints
         out["segments"] = [seg.to_dict() for seg in self.segments]
         return out
 
@@ -142,6 +151,9 @@ class Schedule:
     @classmethod
     def load(cls, path: str | Path) -> Schedule:
         path = Path(path)
+        refused = yamldoc.too_big(path)  # before it is read: a 50 MB file costs minutes
+        if refused:
+            raise ScheduleError(refused)
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -152,104 +164,69 @@ class Schedule:
 
     @classmethod
     def loads(cls, text: str, source: str = "<schedule>") -> Schedule:
-        root = load_nodes(text, source)
-        return _parse_schedule(Checker(source), root)
-
-
-def _parse_schedule(check: Checker, root: Node) -> Schedule:
-    top = check.mapping(
-        root,
-        "schedule",
-        required=("segments",),
-        optional=(
-            "version",
-            "task",
-            "seed",
-            "threads",
-            "optimizer",
-            "steps_per_epoch",
-            "spike_factor",
-        ),
-    )
-    if "version" in top:
-        version = check.integer(top["version"], "version", minimum=1)
-        if version > SCHEDULE_VERSION:
-            check.fail(
-                top["version"],
-                "version",
-                f"{version} is newer than this lrconsole understands ({SCHEDULE_VERSION})",
-            )
-    task = TaskSpec()
-    if "task" in top:
-        if isinstance(top["task"].value, str):
-            task = TaskSpec(check.string(top["task"], "task"))
-        else:
-            t = check.mapping(top["task"], "task", required=("spec",), optional=("args",))
-            args = check.plain(t["args"], "task.args", dict) if "args" in t else {}
-            task = TaskSpec(check.string(t["spec"], "task.spec"), args)
-    seed = check.integer(top["seed"], "seed", minimum=0) if "seed" in top else 0
-    threads = check.integer(top["threads"], "threads", minimum=1) if "threads" in top else None
-    optimizer = OptimizerSpec()
-    if "optimizer" in top:
-        if isinstance(top["optimizer"].value, str):
-            data: dict[str, Any] = {"name": check.string(top["optimizer"], "optimizer")}
-        else:
-            data = check.plain(top["optimizer"], "optimizer", dict)
-        if "lr" in data:
-            check.fail(top["optimizer"], "optimizer.lr", "the LR belongs to the segments")
-        name = str(data.get("name", "sgd")).lower()
-        if name not in OPTIMIZERS:
-            check.fail(
-                top["optimizer"],
-                "optimizer.name",
-                f"unknown optimizer {name!r} (known: {', '.join(OPTIMIZERS)})",
-            )
-        for key, value in data.items():
-            if key != "name":
-                _check_optimizer_arg(check, top["optimizer"], key, value)
-        optimizer = OptimizerSpec.from_dict({**data, "name": name})
-    spe = None
-    if "steps_per_epoch" in top:
-        spe = check.integer(top["steps_per_epoch"], "steps_per_epoch", minimum=1)
-    seg_nodes = check.sequence(top["segments"], "segments")
-    if not seg_nodes:
-        check.fail(top["segments"], "segments", "needs at least one segment")
-    segments = []
-    for i, node in enumerate(seg_nodes):
-        where = f"segments[{i}]"
-        data = check.plain(node, where, dict)
+        doc = yamldoc.load(text, source)
         try:
-            segments.append(Segment.from_dict(data, where))
-        except ScheduleError as exc:
-            check.fail(check.field_node(node, str(exc)), None, str(exc))
-    spike: float | None = 10.0
-    if "spike_factor" in top:
-        spike = check.plain(top["spike_factor"], "spike_factor", object)
-        if spike is not None and (
-            isinstance(spike, bool) or not isinstance(spike, (int, float)) or not spike > 1
-        ):
-            check.fail(top["spike_factor"], "spike_factor", "must be a number > 1, or null for off")
-    return Schedule(segments, spe, task, seed, threads, optimizer, spike)
+            return read_schedule(Field.document(doc.data, "schedule"))
+        except FieldError as exc:
+            raise doc.error(exc) from None
 
 
-def _check_optimizer_arg(check: Checker, node: Node, key: Any, value: Any) -> None:
-    """The types every argument of torch's sgd, adam, adamw and rmsprop needs: a
-    finite number, true/false or null, and for `betas` two numbers. Values torch
-    refuses for other reasons (a negative momentum) are caught when it is built."""
-    if not isinstance(key, str) or not key.isidentifier():
-        check.fail(node, "optimizer", f"{key!r} is not an argument name")
-    where = f"optimizer.{key}"
-    at = check.field_node(node, f"'{key}'")
+TOP_FIELDS = (
+    "version",
+    "task",
+    "seed",
+    "threads",
+    "optimizer",
+    "steps_per_epoch",
+    "spike_factor",
+    "keep_checkpoints",
+)
 
-    def number(v: Any) -> bool:
-        return not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
 
-    if key == "betas":
-        if not (isinstance(value, list) and len(value) == 2 and all(map(number, value))):
-            check.fail(
-                at, where, f"must be a list of two numbers, like [0.9, 0.999], got {value!r}"
+def read_schedule(root: Field) -> Schedule:
+    """A schedule from plain data; FieldError (with the path) for the first broken rule."""
+    top = root.fields(required=("segments",), optional=TOP_FIELDS)
+    if "version" in top:
+        version = top["version"].whole(minimum=1)
+        if version > SCHEDULE_VERSION:
+            top["version"].fail(
+                f"{version} is newer than this lrconsole understands ({SCHEDULE_VERSION})"
             )
-    elif isinstance(value, float) and not math.isfinite(value):
-        check.fail(at, where, f"must be a finite number, got {value!r}")
-    elif value is not None and not isinstance(value, (bool, int, float)):
-        check.fail(at, where, f"must be a number, true/false or null, got {value!r}")
+    task = read_task(top["task"]) if "task" in top else TaskSpec()
+    seed = read_bounded(top["seed"], 0, SEED_MAX) if "seed" in top else 0
+    threads = read_bounded(top["threads"], 1, THREADS_MAX) if "threads" in top else None
+    optimizer = read_optimizer(top["optimizer"]) if "optimizer" in top else OptimizerSpec()
+    spe = top["steps_per_epoch"].whole(minimum=1) if "steps_per_epoch" in top else None
+    segments = [Segment.read(f) for f in read_segment_list(top["segments"])]
+    spike = read_spike_factor(top["spike_factor"]) if "spike_factor" in top else 10.0
+    keep = read_bounded(top["keep_checkpoints"], 1, 1000) if "keep_checkpoints" in top else 3
+    return Schedule(segments, spe, task, seed, threads, optimizer, spike, keep)
+
+
+def read_task(f: Field) -> TaskSpec:
+    """`task: lesson`, or `task: {spec: ..., args: {...}}`."""
+    if isinstance(f.value, str):
+        return TaskSpec(f.string())
+    given = f.fields(required=("spec",), optional=("args",))
+    args = given["args"].mapping() if "args" in given else {}
+    return TaskSpec(given["spec"].string(), dict(args))
+
+
+def read_optimizer(f: Field) -> OptimizerSpec:
+    """`optimizer: adam`, or a mapping of `name` and torch's keyword arguments."""
+    if isinstance(f.value, str):
+        f = f.with_value({"name": f.value})
+    data = f.mapping()
+    if "lr" in data:
+        f.at("lr").fail("the LR belongs to the segments")
+    name = str(data.get("name", "sgd")).lower()
+    if name not in OPTIMIZERS:
+        f.at("name").fail(f"unknown optimizer {name!r} (known: {', '.join(OPTIMIZERS)})")
+    kwargs = {}
+    for key, arg in f.items():
+        if key == "name":
+            continue
+        if not isinstance(key, str) or not key.isidentifier():
+            f.fail_key(key, f"{show(key)} is not an argument name")
+        kwargs[key] = read_optimizer_arg(arg)
+    return OptimizerSpec(name, kwargs)

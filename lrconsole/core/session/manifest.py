@@ -14,8 +14,17 @@ import yaml
 
 from lrconsole._version import __version__
 from lrconsole.core.atomic import atomic_write_text
-from lrconsole.core.plan.schedule import Schedule
-from lrconsole.core.plan.schema import Checker, YamlError, load_nodes
+from lrconsole.core.plan import yamldoc
+from lrconsole.core.plan.schedule import Schedule, read_optimizer, read_task
+from lrconsole.core.plan.schema import (
+    SEED_MAX,
+    THREADS_MAX,
+    Field,
+    FieldError,
+    read_bounded,
+    read_segment_list,
+    read_spike_factor,
+)
 from lrconsole.core.plan.segment import OptimizerSpec, Segment, TaskSpec
 from lrconsole.core.session.layout import CHECKPOINT_NAME, MANIFEST
 from lrconsole.errors import UserError
@@ -57,6 +66,9 @@ class Manifest:
     # Set while the last run diverged past the checkpoint: {step, epoch, lr} of the bad step
     # (epoch: the one it belongs to, from 1). Cleared by the next checkpoint or a rollback.
     diverged: dict[str, Any] | None = None
+    # How checkpointing goes (core.train.handlers.Checkpointer): interval_s, bytes,
+    # blocking_s, write_s, share (of training time spent blocked). None until the first.
+    checkpointing: dict[str, Any] | None = None
     torch_version: str = ""
     created: str = field(default_factory=now_iso)
     updated: str = field(default_factory=now_iso)
@@ -75,6 +87,7 @@ class Manifest:
             self.threads,
             self.optimizer,
             self.spike_factor,
+            self.keep_checkpoints,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -106,6 +119,8 @@ class Manifest:
         }
         if self.diverged is not None:  # only then: manifests of healthy runs stay as they were
             out["diverged"] = self.diverged
+        if self.checkpointing is not None:
+            out["checkpointing"] = self.checkpointing
         return out
 
     def write(self, folder: Path) -> None:
@@ -116,6 +131,9 @@ class Manifest:
     @classmethod
     def read(cls, folder: Path) -> Manifest:
         path = folder / MANIFEST
+        refused = yamldoc.too_big(path)
+        if refused:
+            raise SessionError(refused)
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -125,93 +143,119 @@ class Manifest:
         return _parse(text, str(path))
 
 
+FIELDS = (
+    "format",
+    "name",
+    "lrconsole",
+    "torch",
+    "created",
+    "updated",
+    "task",
+    "seed",
+    "threads",
+    "optimizer",
+    "steps_per_epoch",
+    "metrics",
+    "monitor",
+    "monitor_mode",
+    "state",
+    "position",
+    "checkpoint",
+    "keep_checkpoints",
+    "best",
+    "path",
+    "branches",
+    "policy_marks",
+    "spike_factor",
+    "diverged",
+    "checkpointing",
+    "segments",
+)
+REQUIRED = ("format", "task", "steps_per_epoch", "segments", "position", "metrics")
+
+
 def _parse(text: str, source: str) -> Manifest:
-    check = Checker(source)
-    root = load_nodes(text, source)
-    keys = (
-        "format",
-        "name",
-        "lrconsole",
-        "torch",
-        "created",
-        "updated",
-        "task",
-        "seed",
-        "threads",
-        "optimizer",
-        "steps_per_epoch",
-        "metrics",
-        "monitor",
-        "monitor_mode",
-        "state",
-        "position",
-        "checkpoint",
-        "keep_checkpoints",
-        "best",
-        "path",
-        "branches",
-        "policy_marks",
-        "spike_factor",
-        "diverged",
-        "segments",
-    )
-    top = check.mapping(root, "manifest", optional=keys)
-    for key in ("format", "task", "steps_per_epoch", "segments", "position", "metrics"):
-        if key not in top:
-            check.fail(root, "manifest", f"missing field {key!r} (truncated or not a manifest?)")
-    version = check.integer(top["format"], "format", minimum=1)
-    if version > MANIFEST_FORMAT:
-        check.fail(
-            top["format"],
-            "format",
-            f"{version} is newer than this lrconsole reads ({MANIFEST_FORMAT}); upgrade lrconsole",
-        )
-    data = {k: check.plain(v, k, object) for k, v in top.items()}
+    doc = yamldoc.load(text, source)
     try:
-        task = data["task"]
-        position = data["position"]
-        segments = [
-            Segment.from_dict(s, f"segments[{i}]") for i, s in enumerate(data["segments"] or [])
-        ]
-        diverged = data.get("diverged")
-        manifest = Manifest(
-            name=str(data.get("name") or Path(source).parent.name),
-            task=TaskSpec(str(task["spec"]), dict(task.get("args") or {})),
-            seed=int(data.get("seed", 0)),
-            optimizer=OptimizerSpec.from_dict(data.get("optimizer") or {"name": "sgd"}),
-            steps_per_epoch=int(data["steps_per_epoch"]),
-            metrics=[str(m) for m in data["metrics"]],
-            monitor=str(data.get("monitor") or data["metrics"][-1]),
-            monitor_mode=str(data.get("monitor_mode", "min")),
-            threads=data.get("threads"),
-            segments=segments,
-            global_epoch=int(position["global_epoch"]),
-            global_step=int(position["global_step"]),
-            checkpoint=data.get("checkpoint"),
-            state=str(data.get("state", "paused")),
-            keep_checkpoints=int(data.get("keep_checkpoints", 3)),
-            best=data.get("best"),
-            path=int(data.get("path", 0)),
-            spike_factor=data.get("spike_factor", 10.0),
-            branches=list(data.get("branches") or []),
-            policy_marks=[dict(mark) for mark in data.get("policy_marks") or []],
-            diverged=None
-            if diverged is None
-            else {
-                "step": int(diverged["step"]),
-                "epoch": int(diverged["epoch"]),
-                "lr": float(diverged["lr"]),
-            },
-            torch_version=str(data.get("torch", "")),
-            created=str(data.get("created", "")),
-            updated=str(data.get("updated", "")),
-        )
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
-        raise SessionError(f"{source}: malformed manifest ({type(exc).__name__}: {exc})") from None
-    except YamlError:
-        raise
-    _check_position(manifest, source, listed=data["segments"] is not None)
+        manifest = read_manifest(Field.document(doc.data, "manifest"), Path(source).parent.name)
+    except FieldError as exc:
+        line = doc.line_of(exc.path, exc.on_key)
+        raise SessionError(f"{source}:{line}: malformed manifest: {exc}") from None
+    _check_position(manifest, source, listed=doc.data["segments"] is not None)
     return manifest
+
+
+def read_threads(f: Field) -> int | None:
+    return None if f.value is None else read_bounded(f, 1, THREADS_MAX)
+
+
+def read_best(f: Field) -> dict[str, Any] | None:
+    """{metric, value, epoch} of the best epoch so far, or null before the first."""
+    if f.value is None:
+        return None
+    given = f.fields(required=("metric", "value", "epoch"))
+    return {
+        "metric": given["metric"].text(),
+        "value": given["value"].number(finite=False),
+        "epoch": given["epoch"].whole(),
+    }
+
+
+def read_diverged(f: Field) -> dict[str, Any] | None:
+    """{step, epoch, lr} of the step that diverged past the checkpoint, or null."""
+    if f.value is None:
+        return None
+    given = f.fields(required=("step", "epoch", "lr"))
+    lr = float(given["lr"].number(finite=False))
+    return {"step": given["step"].whole(), "epoch": given["epoch"].whole(), "lr": lr}
+
+
+def read_manifest(root: Field, folder_name: str) -> Manifest:
+    """A manifest from plain data, by the schema's rules; FieldError for the first fault."""
+    top = root.fields(optional=FIELDS)
+    for key in REQUIRED:
+        if key not in top:
+            root.fail(f"missing field {key!r} (truncated or not a manifest?)")
+    version = top["format"].whole(minimum=1)
+    if version > MANIFEST_FORMAT:
+        top["format"].fail(
+            f"{version} is newer than this lrconsole reads ({MANIFEST_FORMAT}); upgrade lrconsole"
+        )
+    get = root.at
+    metrics = [m.text() for m in top["metrics"].sequence()]
+    position = top["position"].fields(required=("global_epoch", "global_step"))
+    segments = top["segments"]
+    segments = segments.with_value([]) if segments.value is None else segments
+    monitor = get("monitor").text() or (metrics[-1] if metrics else "")
+    if not monitor:
+        get("monitor").fail("no monitor and no metrics to take it from")
+    return Manifest(
+        name=get("name").text() or folder_name,
+        task=read_task(top["task"]),
+        seed=read_bounded(get("seed", 0), 0, SEED_MAX),
+        optimizer=read_optimizer(get("optimizer", {"name": "sgd"})),
+        steps_per_epoch=top["steps_per_epoch"].whole(),
+        metrics=metrics,
+        monitor=monitor,
+        monitor_mode=get("monitor_mode").text("min"),
+        threads=read_threads(get("threads")),
+        segments=[Segment.read(f) for f in read_segment_list(segments, True, None)],
+        global_epoch=position["global_epoch"].whole(),
+        global_step=position["global_step"].whole(),
+        checkpoint=None if get("checkpoint").value is None else get("checkpoint").string(),
+        state=get("state").text("paused"),
+        keep_checkpoints=get("keep_checkpoints", 3).whole(),
+        best=read_best(get("best")),
+        path=get("path", 0).whole(),
+        spike_factor=read_spike_factor(get("spike_factor", 10.0)),
+        branches=[dict(b.mapping()) for b in get("branches", []).sequence()],
+        policy_marks=[dict(m.mapping()) for m in get("policy_marks", []).sequence()],
+        diverged=read_diverged(get("diverged")),
+        checkpointing=get("checkpointing").value and get("checkpointing").mapping(),
+        torch_version=get("torch").text(),
+        created=get("created").text(),
+        updated=get("updated").text(),
+    )
 
 
 def _check_position(m: Manifest, source: str, listed: bool) -> None:

@@ -6,6 +6,8 @@ The trainer wires it to an engine; nothing here knows how training is done.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -33,6 +35,8 @@ class Session:
         # The live plan's segments (the engine's): what the manifest records on each write.
         self.live_segments: Callable[[], list[Segment]] = lambda: list(manifest.segments)
         self.closed = False
+        # The checkpoint writer's thread moves the manifest too (commit_checkpoint).
+        self.manifest_lock = threading.RLock()
 
     def open_files(self, position_epoch: int, tensorboard: bool) -> list[dict[str, Any]]:
         """Open the metrics log and TensorBoard at `position_epoch`; the history rows kept.
@@ -70,8 +74,9 @@ class Session:
 
     # -- the manifest and checkpoints ---------------------------------------------------
     def write_manifest(self) -> None:
-        self.manifest.segments = self.live_segments()
-        self.manifest.write(self.folder)
+        with self.manifest_lock:
+            self.manifest.segments = self.live_segments()
+            self.manifest.write(self.folder)
 
     def set_state(self, state: str) -> None:
         if self.manifest.state != state:
@@ -86,20 +91,41 @@ class Session:
 
     def save_checkpoint(self, state: dict[str, Any], paused: bool) -> str:
         """Write `state` and move the manifest to it; older checkpoints are pruned."""
+        self.sync_logs()
+        rel = save_checkpoint(self.folder, state)
+        self.manifest.state = "paused" if paused else "running"
+        self.commit_checkpoint(rel, int(state["global_step"]), int(state["global_epoch"]))
+        return rel
+
+    def sync_logs(self) -> None:
+        """metrics.csv and TensorBoard up to now, before a checkpoint is taken."""
         self.metrics_log.sync()
         if self.tensorboard is not None:
             self.tensorboard.flush()
-        rel = save_checkpoint(self.folder, state)
+
+    def commit_checkpoint(
+        self,
+        rel: str,
+        step: int,
+        epoch: int,
+        diverged_since: bool = False,
+        since: float | None = None,
+        **stats: Any,
+    ) -> None:
+        """Point the manifest at `rel`, a checkpoint written whole; prune older ones.
+        `diverged_since`: the run diverged after the state was taken (a background write);
+        `since`: when that write began (files written after it are not pruned).
+        `stats`: how checkpointing goes (size, times, interval), kept in the manifest."""
         m = self.manifest
-        m.checkpoint = rel
-        m.global_step = int(state["global_step"])
-        m.global_epoch = int(state["global_epoch"])
-        m.state = "paused" if paused else "running"
-        m.diverged = None  # a good checkpoint past any divergence: the path goes on from here
-        self.write_manifest()
-        plan = Plan(m.segments, m.steps_per_epoch)
-        prune_checkpoints(self.folder, plan, m.keep_checkpoints, [rel])
-        return rel
+        with self.manifest_lock:
+            m.checkpoint, m.global_step, m.global_epoch = rel, step, epoch
+            if not diverged_since:
+                m.diverged = None  # a good checkpoint past any divergence: the path goes on
+            if stats:
+                m.checkpointing = stats
+            self.write_manifest()
+            plan = Plan(m.segments, m.steps_per_epoch)
+        prune_checkpoints(self.folder, plan, m.keep_checkpoints, [rel], since)
 
     def discard_unsaved(self) -> None:
         """Forget the epochs past the last checkpoint: they are trained again."""
@@ -110,14 +136,13 @@ class Session:
     def close(self, state: str) -> None:
         """Record `state` and release everything; call once."""
         self.closed = True
-        try:
+        with contextlib.ExitStack() as stack:  # each runs, even after another failed
+            stack.callback(self.lock.release)
+            stack.callback(self.metrics_log.close)
+            if self.tensorboard is not None:
+                stack.callback(self.tensorboard.close)
             self.manifest.state = state
             self.write_manifest()
-        finally:
-            if self.tensorboard is not None:
-                self.tensorboard.close()
-            self.metrics_log.close()
-            self.lock.release()
 
     # -- paths and branches -------------------------------------------------------------
     def schedule(self, segments: list[Segment]) -> Schedule:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import io
 import os
@@ -14,9 +15,17 @@ from typing import IO, Any
 
 import torch
 
-from lrconsole.core.atomic import atomic_write
+from lrconsole.core.atomic import atomic_write, why_unwritable
 from lrconsole.core.plan.plan import Plan
-from lrconsole.core.session.layout import LOCK, checkpoint_files, checkpoint_name, checkpoint_step
+from lrconsole.core.session.holder import Holder, flock_owner
+from lrconsole.core.session.layout import (
+    BRANCHES,
+    CHECKPOINTS,
+    LOCK,
+    checkpoint_files,
+    checkpoint_name,
+    checkpoint_step,
+)
 from lrconsole.core.session.manifest import SessionError
 from lrconsole.errors import SessionBusy
 
@@ -31,23 +40,39 @@ class SessionLock:
         self._handle: IO[str] | None = None
 
     def acquire(self) -> None:
-        handle = open(self.path, "a+")  # noqa: SIM115 - held open for the lock's lifetime
+        try:
+            handle = open(self.path, "a+")  # noqa: SIM115 - held open for the lock's lifetime
+        except OSError as exc:  # a read-only folder, a full disk, a file in the way
+            raise SessionError(
+                f"{self.path.parent}: cannot lock the session: {why_unwritable(self.path, exc)}"
+            ) from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             handle.seek(0)
-            holder = handle.read().strip() or "unknown"
+            holder = Holder(flock_owner(self.path), handle.read(64).strip()).describe()
             handle.close()
             raise SessionBusy(
-                f"session {self.path.parent.name!r} is in use by PID {holder}; "
+                f"session {self.path.parent.name!r} is in use by {holder}; "
                 f"attach to it with `lrconsole attach {self.path.parent.name}` "
                 f"or end it with `lrconsole stop {self.path.parent.name}`"
             ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
+        try:
+            handle.seek(0)
+            handle.truncate()
+            os.write(handle.fileno(), f"{os.getpid()}\n".encode())  # unbuffered: fails here
+        except OSError as exc:
+            folder = self.path.parent
+            if [p.name for p in folder.iterdir()] == [LOCK]:  # a folder made for nothing
+                with contextlib.suppress(OSError):  # we hold the lock: ours to remove
+                    self.path.unlink()
+                    folder.rmdir()
+            handle.close()
+            raise SessionError(
+                f"{self.path.parent}: cannot lock the session: {why_unwritable(self.path, exc)}"
+            ) from None
         self._handle = handle
+        remove_stale_temps(self.path.parent)  # we hold the lock: nobody else writes here
 
     def release(self) -> None:
         if self._handle is not None:
@@ -56,6 +81,18 @@ class SessionLock:
             fcntl.flock(self._handle, fcntl.LOCK_UN)
             self._handle.close()
             self._handle = None
+
+
+def remove_stale_temps(folder: Path) -> list[Path]:
+    """Remove the `.<name>.<random>.tmp` files that writes killed mid-way left behind
+    (core.atomic); call only while holding the session's lock. Returns what went."""
+    gone = []
+    for sub in ("", CHECKPOINTS, BRANCHES):
+        for path in (folder / sub).glob(".*.tmp"):
+            with contextlib.suppress(OSError):  # a read-only folder: harmless leftovers
+                path.unlink()
+                gone.append(path)
+    return gone
 
 
 # -- checkpoints ------------------------------------------------------------------------
@@ -174,8 +211,15 @@ def _guard_ok(guard: Any) -> bool:
     )
 
 
-def prune_checkpoints(folder: Path, plan: Plan, keep_recent: int, keep: Iterable[str]) -> None:
-    """Keep every segment boundary, the `keep_recent` newest, and the files in `keep`."""
+def prune_checkpoints(
+    folder: Path, plan: Plan, keep_recent: int, keep: Iterable[str], since: float | None = None
+) -> None:
+    """Keep every segment boundary, the `keep_recent` newest, and the files in `keep`.
+
+    `since` (a time.time()): files written after it are kept too. A background write
+    prunes when it is done; a checkpoint the training thread wrote meanwhile (early
+    stopping's best epoch) was not the rule's to judge.
+    """
     boundaries = set(plan.starts) | {plan.total_steps}
     files = checkpoint_files(folder)
     recent = set(files[-keep_recent:]) if keep_recent > 0 else set()
@@ -183,4 +227,13 @@ def prune_checkpoints(folder: Path, plan: Plan, keep_recent: int, keep: Iterable
     for path in files:
         step = checkpoint_step(path)
         if path not in recent and path not in pinned and step not in boundaries:
+            if since is not None and _written_after(path, since):
+                continue
             path.unlink(missing_ok=True)
+
+
+def _written_after(path: Path, since: float) -> bool:
+    try:
+        return path.stat().st_mtime >= since
+    except OSError:
+        return False

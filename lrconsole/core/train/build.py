@@ -56,6 +56,7 @@ def new_manifest(
         monitor_mode="max" if monitor.endswith(("acc", "accuracy")) else "min",
         threads=threads,
         spike_factor=schedule.spike_factor,
+        keep_checkpoints=schedule.keep_checkpoints,
         segments=list(schedule.segments),
         torch_version=str(torch.__version__),
     )

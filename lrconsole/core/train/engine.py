@@ -3,12 +3,10 @@
 The LR of every optimizer step is `plan.segments[i].lr_at(position)`, written into every
 param group right before the step: what the operator typed is what the optimizer uses.
 
-Threads: `run()` trains on the calling thread. The control methods (`pause`, `resume`,
-`queue`, `set_lr`, ...) may be called from any thread; they take effect at the next batch
-boundary. Handlers run on the training thread and must be quick.
-
-A user's own loop (`lrconsole.Steer`) drives the same engine through its step API:
-`at_boundary` / `begin_step` / `finish_step` / `after_step` / `finish_epoch`.
+Threads: `run()` trains on the calling thread; the controls (`pause`, `queue`, `set_lr`...)
+may be called from any thread and act at the next batch boundary; handlers run on the
+training thread. A user's own loop (`lrconsole.Steer`) drives the engine by `at_boundary`
+/ `begin_step` / `finish_step` / `after_step` / `finish_epoch`.
 """
 
 from __future__ import annotations
@@ -29,6 +27,7 @@ from lrconsole.core.train.cursor import SegmentCursor
 from lrconsole.core.train.epoch import EpochStream
 from lrconsole.core.train.guard import DivergenceGuard
 from lrconsole.core.train.hooks import Hooks
+from lrconsole.core.train.lossfeed import LossFeed, StepLoss
 from lrconsole.core.train.rng import capture_rng
 from lrconsole.core.train.step import apply_lr, evaluate, train_step
 
@@ -64,6 +63,7 @@ class Engine(ev.Emitter):
         self.diverged_at: tuple[int, int] | None = None
         self._data = EpochStream()
         self._cursor = SegmentCursor(plan, self._segment_cut)
+        self.losses = LossFeed(self.guard, self._diverged, self)  # no device sync per step
 
     @property
     def running(self) -> bool:
@@ -205,6 +205,7 @@ class Engine(ev.Emitter):
     def at_boundary(self, wait: bool) -> str | None:
         """The slow path: jobs, pauses, exits and the end of the plan. None: train on."""
         controls = self._controls
+        self.settle_loss()  # jobs, pauses and checkpoints see every loss judged
         while True:
             controls.run_jobs()
             with self._lock:
@@ -238,7 +239,7 @@ class Engine(ev.Emitter):
         index = self.begin_step()
         model = self.hooks.train_model or self.model
         loss = train_step(model, self.optimizer, self.task.loss, batch, self.task.device)
-        if self.finish_step(index, loss.item()):
+        if self.finish_step(index, loss):
             metrics = self.evaluate()
             if self.hooks.reduce_metrics is not None:
                 metrics = self.hooks.reduce_metrics(metrics)
@@ -263,38 +264,33 @@ class Engine(ev.Emitter):
             self.hooks.step_begin(self.global_step, lr)
         return index
 
-    def finish_step(self, index: int, value: float | None) -> bool:
-        """Count the step, guard its loss, report it; True when the epoch's steps are done.
-
-        `value` None: the loss is unknown (a trainer callback); the guard skips the step.
-        """
+    def finish_step(self, index: int, value: Any) -> bool:
+        """Count the step; its loss (None: unknown) goes to the guard and the batch events a
+        step late (lossfeed). True when the epoch's steps are done, every loss judged."""
         with self._lock:
             self.global_step += 1
         self.batch += 1
-        problem = self.guard.check(value, self._where)
-        if problem is not None:
-            self._diverged(problem)
-        if self.listens(ev.BatchEnd):
-            loss = float("nan") if value is None else value
-            epoch, spe = self.global_epoch + 1, self.steps_per_epoch
-            self.emit(ev.BatchEnd(self.global_step, epoch, self.batch, spe, loss, self.lr))
-        return self.batch >= self.steps_per_epoch
+        spe = self.steps_per_epoch
+        at = StepLoss(self.global_step, self.global_epoch + 1, self.batch, spe, self.lr)
+        self.losses.push(at, value)
+        if self.batch < spe:
+            return False
+        self.settle_loss()
+        return True
+
+    def settle_loss(self) -> None:  # before a checkpoint, an epoch's end, a boundary
+        self.losses.settle()
 
     def after_step(self, index: int) -> None:
         if self.global_step == self._cursor.end:
             self.emit(ev.SegmentEnd(index, self.global_epoch, self.global_step))
 
-    def _where(self) -> str:
-        """Where the step just counted lies: its step, the epoch it belongs to, its LR."""
-        return f"at step {self.global_step} (epoch {self.global_epoch + 1}, lr {self.lr:g})"
-
-    def _diverged(self, message: str) -> None:
+    def _diverged(self, message: str, at: tuple[int, int] | None = None) -> None:
         with self._lock:
             if self.diverged:  # already paused for an earlier step: report that one only
                 return
             self.diverged = True
-            # The step just counted; finish_epoch has not yet counted its epoch.
-            self.diverged_at = (self.global_step, self.global_epoch + 1)
+            self.diverged_at = at or (self.global_step, self.global_epoch + 1)
             self._controls.pause_reason = "error"
             self._controls.poke()
         self.emit(ev.Error(f"{message}; paused, the last good checkpoint is kept", fatal=False))
@@ -304,7 +300,8 @@ class Engine(ev.Emitter):
         if bad:
             # Evaluation blew up although every batch loss passed: diverged all the same.
             values = ", ".join(f"{name} {metrics[name]}" for name in bad)
-            self._diverged(f"the evaluation gave {values} {self._where()}")
+            at = f"at step {self.global_step} (epoch {self.global_epoch + 1}, lr {self.lr:g})"
+            self._diverged(f"the evaluation gave {values} {at}")
         self.guard.end_epoch()
         with self._lock:
             self.global_epoch += 1
@@ -351,8 +348,8 @@ class Engine(ev.Emitter):
         self.guard.load_state_dict(state.get("guard"))
 
     def go_back(self, state: dict[str, Any]) -> None:
-        """Continue from an earlier checkpoint's `state`: the plan after it is dropped,
-        and a divergence or pause is forgotten (a rollback; call on the training thread)."""
+        """Roll back to `state`, an earlier checkpoint: the plan past it, a divergence and a
+        pause are dropped (call on the training thread)."""
         with self._lock:
             self.plan.reset(self.plan.done(int(state["global_step"])))
             self.load_state_dict(state)

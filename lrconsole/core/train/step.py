@@ -26,8 +26,9 @@ def apply_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
 
 def to_device(batch: Any, device: str) -> tuple[torch.Tensor, torch.Tensor]:
     inputs, targets = batch[0], batch[1]
-    if device != "cpu":
-        inputs, targets = inputs.to(device), targets.to(device)
+    if device != "cpu":  # non_blocking: a copy from pageable memory must not sync the device
+        inputs = inputs.to(device, non_blocking=True)
+        targets = targets.to(device, non_blocking=True)
     return inputs, targets
 
 

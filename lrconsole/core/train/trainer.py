@@ -165,8 +165,8 @@ class Trainer:
     def close(self, state: str = "stopped", save: bool = True) -> None:
         """Save where we are (unless training just failed) and release the session."""
         try:
-            if save and self.checkpointer is not None:
-                self.checkpointer.save()
+            if self.checkpointer is not None:  # and the write in flight lands
+                self.checkpointer.save(wait=True) if save else self.checkpointer.finish()
             if self.engine.diverged:
                 # Nothing is checkpointed after a divergence: the epochs since the last good
                 # checkpoint (the bad one too) are trained again, so they are not written.
@@ -215,6 +215,8 @@ class Trainer:
         Call on the training thread (`engine.submit`) or while nothing trains.
         """
         engine = self.engine
+        if self.checkpointer is not None:  # a write in flight would land on the old path
+            self.checkpointer.finish()
         if state is None:
             state = self.checkpoint_at(epoch)
         else:

@@ -1,0 +1,132 @@
+"""Asynchronous checkpoints: a quick copy of the state into host memory on the training
+thread, then `torch.save` + fsync on a background thread.
+
+As PyTorch Distributed Checkpoint's `async_save` does: the training thread pays only the
+copy (into pinned buffers with `non_blocking` on CUDA), never the serialization or the
+disk. At most one write is in flight; the copy buffers are reused, so a new snapshot
+first waits for the write of the last one. A thread, not a process: torch.save spends its
+time in C++ zip writing and file I/O that release the GIL (bench_scale.py measures what
+the training thread loses to it), and a process would need the state copied once more.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+
+
+class Snapshot:
+    """Copies of a state's tensors in reused host buffers: one buffer per tensor, in the
+    order the state's structure lists them (the same from one checkpoint to the next)."""
+
+    def __init__(self) -> None:
+        self._buffers: list[torch.Tensor] = []
+        self._index = 0
+
+    def fits(self, state: Any) -> bool:
+        """Whether a buffer of the right shape is there for every tensor of `state`."""
+        specs = self.specs(state)
+        return len(specs) == len(self._buffers) and all(
+            b.shape == shape and b.dtype == dtype
+            for b, (shape, dtype, _) in zip(self._buffers, specs, strict=True)
+        )
+
+    def specs(self, state: Any) -> list[tuple[torch.Size, torch.dtype, bool]]:
+        return [(t.shape, t.dtype, t.device.type == "cuda") for t in _tensors(state)]
+
+    def allocate(self, specs: list[tuple[torch.Size, torch.dtype, bool]]) -> None:
+        """Make (and touch: the page faults are the slow part) the buffers for `specs`.
+        Gigabytes take seconds, so the checkpointer runs this on the writer's thread."""
+        self._buffers = [torch.zeros(s, dtype=d, pin_memory=pin) for s, d, pin in specs]
+
+    def take(self, state: Any) -> Any:
+        """A copy of `state` whose tensors live in host memory and share nothing with it."""
+        self._index = 0
+        copied = self._copy(state)
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            torch.cuda.synchronize()  # the non_blocking copies must land before the write
+        return copied
+
+    def _copy(self, value: Any) -> Any:
+        if isinstance(value, torch.Tensor):
+            return self._tensor(value)
+        if isinstance(value, dict):
+            return {key: self._copy(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self._copy(item) for item in value]
+        if isinstance(value, tuple):
+            return tuple(self._copy(item) for item in value)
+        return value  # numbers, strings, None: immutable
+
+    def _tensor(self, tensor: torch.Tensor) -> torch.Tensor:
+        tensor = tensor.detach()
+        i = self._index
+        self._index += 1
+        buffer = self._buffers[i] if i < len(self._buffers) else None
+        if buffer is None or buffer.shape != tensor.shape or buffer.dtype != tensor.dtype:
+            pin = tensor.device.type == "cuda"
+            buffer = torch.empty(tensor.shape, dtype=tensor.dtype, device="cpu", pin_memory=pin)
+            if i < len(self._buffers):
+                self._buffers[i] = buffer
+            else:
+                self._buffers.append(buffer)
+        if not tensor.is_contiguous():
+            tensor = tensor.contiguous()
+        buffer.copy_(tensor, non_blocking=tensor.device.type == "cuda")
+        return buffer
+
+
+def _tensors(value: Any) -> Iterator[torch.Tensor]:
+    """The tensors of `value` in the order Snapshot._copy meets them."""
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _tensors(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _tensors(item)
+
+
+class BackgroundWriter:
+    """Runs one write at a time on a daemon thread; `wait()` joins the one in flight.
+
+    An exception in a write is kept and raised by the next `wait()` (or `start()`), on
+    the training thread, where the engine reports it as it reported a failed save.
+    """
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self, write: Callable[[], object]) -> float:
+        """Wait for the write in flight, then start `write`; the seconds spent waiting."""
+        began = time.perf_counter()
+        self.wait()
+        waited = time.perf_counter() - began
+
+        def run() -> None:
+            try:
+                write()
+            except BaseException as exc:  # noqa: BLE001 - handed to the training thread
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, name="lrconsole-checkpoint", daemon=True)
+        self._thread.start()
+        return waited
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
