@@ -11,7 +11,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from lrconsole.core.plan.schema import ID_MAX, Field, FieldError, read_lr, read_segment_list, show
+from lrconsole.core.plan.schema import (
+    EPOCHS_MAX,
+    ID_MAX,
+    Field,
+    FieldError,
+    read_lr,
+    read_segment_list,
+    show,
+)
 from lrconsole.core.plan.segment import Segment
 
 VERSION = 1
@@ -26,6 +34,8 @@ COMMANDS = (
     "resume",
     "queue",
     "set_lr",
+    "end_segment",
+    "extend_segment",
     "stop_after_epoch",
     "stop_now",
     "shutdown",
@@ -136,6 +146,16 @@ def _queue_segments(f: Field) -> list[Segment]:
     return [Segment.read(item) for item in read_segment_list(f, allow_empty=True)]
 
 
+def _extend_epochs(f: Field) -> int:
+    value = f.value
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < abs(value) <= EPOCHS_MAX:
+        f.refuse(
+            f"extend_segment: epochs must be a whole number from -{EPOCHS_MAX:,} to "
+            f"{EPOCHS_MAX:,}, not 0 (< 0 shortens), got {show(value)}"
+        )
+    return value
+
+
 def _lr_find_steps(f: Field) -> int:
     value = f.value
     if isinstance(value, bool) or not isinstance(value, int) or not 5 <= value <= 10_000:
@@ -148,6 +168,9 @@ ARGS: dict[str, dict[str, Arg]] = {
     "hello": {"client": Arg(_client, "client")},
     "queue": {"segments": Arg(_queue_segments, REQUIRED), "replace": Arg(Field.boolean, False)},
     "set_lr": {"lr": Arg(read_lr, REQUIRED)},
+    "end_segment": {"now": Arg(Field.boolean, False)},
+    "extend_segment": {"epochs": Arg(_extend_epochs, REQUIRED)},
+    "resume": {"accept": Arg(Field.boolean, False)},
     "rollback": {"epoch": Arg(lambda f: f.whole(minimum=0), REQUIRED)},
     "lr_find": {
         "start_lr": Arg(read_lr, 1e-6),

@@ -80,6 +80,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(f"epoch {m.global_epoch}  step {m.global_step}  ({m.steps_per_epoch} steps per epoch)")
     if m.best:
         print(f"best {m.best['metric']} {m.best['value']:.6g} at epoch {m.best['epoch']}")
+    bad = m.diverged if m.diverged and int(m.diverged.get("step", 0)) > m.global_step else None
     out = [["#", "EPOCHS", "SEGMENT", f"{m.monitor} START", f"{m.monitor} END", "CHANGE", "STATUS"]]
     for i, seg in enumerate(plan.segments):  # numbered from 1, as in the console
         start, end = plan.starts[i], plan.end_of(i)
@@ -89,6 +90,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         status = (
             "done" if end <= m.global_step else "running" if start < m.global_step else "queued"
         )
+        if bad is not None and start < bad["step"] <= end:  # never plainly "queued"
+            status = f"diverged in epoch {bad['epoch']}: roll back or accept"
         a = float(seg_rows[0][m.monitor]) if seg_rows else None
         b = float(seg_rows[-1][m.monitor]) if seg_rows else None
         change = f"{b - a:+.4g}" if a is not None and b is not None else "-"
@@ -104,6 +107,12 @@ def cmd_show(args: argparse.Namespace) -> int:
             ]
         )
     print(table(out))
+    if bad is not None:
+        print(
+            f"the loss diverged in epoch {bad['epoch']} at lr {float(bad.get('lr', 0)):g}: roll "
+            f"back (`lrconsole rollback {folder.name} --epoch N`), or accept and go on as "
+            f"planned (`lrconsole resume {folder.name} --accept-divergence` on its runner)"
+        )
     kept = len(checkpoint_files(folder))
     print(f"disk use {disk_use(folder) / 1e6:.1f} MB  ({plural(kept, 'checkpoint')})")
     if m.checkpointing:  # written by core.train.handlers.Checkpointer

@@ -19,6 +19,7 @@ from lrconsole.core.session.layout import SOCKET
 from lrconsole.core.train import events as ev
 from lrconsole.core.train.trainer import Trainer
 from lrconsole.errors import UserError
+from lrconsole.protocol import ProtocolError
 from lrconsole.runner.server import ControlServer
 
 
@@ -107,6 +108,9 @@ class Runner:
         elif cmd == "stop_now":
             engine.pause("stop")
         elif cmd == "resume":
+            if engine.diverged and not args["accept"]:
+                epoch = engine.state()["diverged"]
+                raise ProtocolError("diverged", diverged_note(epoch, self.trainer.folder.name))
             engine.resume()
         elif cmd == "stop_after_epoch":
             engine.stop_after_epoch()
@@ -115,6 +119,11 @@ class Runner:
         elif cmd == "set_lr":
             step = engine.set_lr(args["lr"])
             return {"lr": args["lr"], "global_step": step}
+        elif cmd == "end_segment":
+            index, step = engine.end_segment(now=args["now"])
+            return {"segment": index, "global_step": step}
+        elif cmd == "extend_segment":
+            return engine.extend_segment(args["epochs"])
         elif cmd == "rollback":
             epoch = args["epoch"]
             return engine.submit(lambda: self.trainer.rollback(epoch).to_dict())
@@ -171,12 +180,24 @@ def main(
     trainer = Trainer.open(folder, schedule=schedule)
     if paused and trainer.engine.global_step < trainer.plan.total_steps:
         trainer.engine.pause("operator")  # a reopened session waits for the operator
+    mark = trainer.manifest.diverged
+    if mark is not None and int(mark.get("step", 0)) > trainer.engine.global_step:
+        # It diverged past its checkpoint: the same LR must not resume on its own.
+        trainer.engine.hold_diverged(int(mark["step"]), int(mark.get("epoch", 0)))
     try:
         Runner(trainer, idle_timeout).serve(wait=True, on_signal="shutdown")
     except Exception as exc:  # the trainer died: the clients were told, the log says why
         print(f"training failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         return 1
     return 0
+
+
+def diverged_note(epoch: int | None, session: str) -> str:
+    """Why a plain resume is refused after a divergence, and the two ways on."""
+    return (
+        f"the loss diverged in epoch {epoch}: roll back to a good checkpoint, or resume "
+        f"with accept (`lrconsole resume {session} --accept-divergence`) to go on as planned"
+    )
 
 
 def run_in_foreground(runner: Runner, session: str) -> int:

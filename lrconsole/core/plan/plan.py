@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
+from lrconsole.core.plan import shapes
 from lrconsole.core.plan.schema import SEGMENTS_MAX
 from lrconsole.core.plan.segment import ScheduleError, Segment
 
@@ -22,6 +23,35 @@ def _capped(segments: list[Segment]) -> list[Segment]:
             f"the plan would hold {len(segments):,} segments (the limit is {SEGMENTS_MAX:,})"
         )
     return segments
+
+
+# A shape's length parameters that default to the segment's length (cyclic's rise: half).
+_LENGTH_PARAMS = {"warmup": 1.0, "total_iters": 1.0, "T_max": 1.0, "total_steps": 1.0}
+_LENGTH_PARAMS["step_size_up"] = 0.5
+
+
+def pinned(seg: Segment, steps_per_epoch: int) -> Segment:
+    """`seg` with every length parameter its shape takes from the segment's length written
+    out: cut short or made longer, its steps keep the LRs they had (export replays them)."""
+    if seg.shape == "constant":
+        return seg
+    length = seg.length(steps_per_epoch)
+    if seg.params.get("per_epoch"):
+        length = -(-length // steps_per_epoch)
+    params = dict(seg.params)
+    for key, share in _LENGTH_PARAMS.items():
+        if key in shapes.SHAPES[seg.shape].params and params.get(key) is None:
+            value = length * share
+            params[key] = int(value) if value == int(value) else value
+    return replace(seg, params=params)
+
+
+def resized(seg: Segment, steps: int, steps_per_epoch: int) -> Segment:
+    """`seg` (pinned) made `steps` long; in epochs when it was and they divide."""
+    out = pinned(seg, steps_per_epoch)
+    if steps % steps_per_epoch == 0 and seg.steps is None:
+        return replace(out, epochs=steps // steps_per_epoch)
+    return replace(out, epochs=None, steps=steps)
 
 
 class Plan:
@@ -85,7 +115,7 @@ class Plan:
         )
         if rest % self.steps_per_epoch == 0 and pos % self.steps_per_epoch == 0:
             tail = replace(tail, epochs=rest // self.steps_per_epoch, steps=None)
-        head = [seg.truncated(pos, self.steps_per_epoch)] if pos > 0 else []
+        head = [resized(seg, pos, self.steps_per_epoch)] if pos > 0 else []
         self._set(self.segments[:index] + head + [tail] + self.segments[index + 1 :])
 
     def truncate_at(self, step: int) -> None:
@@ -93,8 +123,12 @@ class Plan:
         index, pos = self.locate(step)
         if index >= len(self.segments) or pos == 0:
             return
-        cut = self.segments[index].truncated(pos, self.steps_per_epoch)
-        self._set(self.segments[:index] + [cut] + self.segments[index + 1 :])
+        self.resize(index, pos)
+
+    def resize(self, index: int, steps: int) -> None:
+        """Make segment `index` `steps` long (cut short or extended); the rest follow it."""
+        seg = resized(self.segments[index], steps, self.steps_per_epoch)
+        self._set(self.segments[:index] + [seg] + self.segments[index + 1 :])
 
     def done(self, step: int) -> list[Segment]:
         """The path trained up to `step`: finished segments and the running one, cut."""
@@ -104,7 +138,7 @@ class Plan:
                 break
             length = seg.length(self.steps_per_epoch)
             out.append(
-                seg if start + length <= step else seg.truncated(step - start, self.steps_per_epoch)
+                seg if start + length <= step else resized(seg, step - start, self.steps_per_epoch)
             )
         return out
 

@@ -134,7 +134,26 @@ class Schedule:
 
     def dumps(self) -> str:
         header = "# lrconsole schedule: replay with `lrconsole run NAME --schedule THIS_FILE`\n"
-        return header + yaml.safe_dump(self.to_dict(), sort_keys=False)
+        return header + self._numbered(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+    def _numbered(self, text: str) -> str:
+        """Each segment headed by a comment: its number (from 1, as everywhere) and epochs."""
+        spe, out, n = self.steps_per_epoch, [], 0
+        starts = self.starts(spe) if spe else []
+        inside = False
+        for line in text.splitlines(keepends=True):
+            if not line.startswith((" ", "-")):
+                inside = line.startswith("segments:")
+            elif inside and line.startswith("- "):
+                note = f"# segment {n + 1}"
+                if spe:
+                    first = starts[n] // spe + 1
+                    last = (starts[n] + self.segments[n].length(spe) - 1) // spe + 1
+                    note += f": epoch {first}" if first == last else f": epochs {first}-{last}"
+                out.append(note + "\n")
+                n += 1
+            out.append(line)
+        return "".join(out)
 
     def dump(self, path: str | Path) -> None:
         """Write the YAML atomically; a path that cannot be written raises ScheduleError."""

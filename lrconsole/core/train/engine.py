@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
 from lrconsole.core.plan.plan import Plan
-from lrconsole.core.plan.segment import OptimizerSpec, Segment, check_lr
+from lrconsole.core.plan.segment import OptimizerSpec
 from lrconsole.core.tasks.optim import build_optimizer
 from lrconsole.core.tasks.task import Task
 from lrconsole.core.train import events as ev
@@ -29,12 +29,13 @@ from lrconsole.core.train.guard import DivergenceGuard
 from lrconsole.core.train.hooks import Hooks
 from lrconsole.core.train.lossfeed import LossFeed, StepLoss
 from lrconsole.core.train.rng import capture_rng
+from lrconsole.core.train.steering import Steering
 from lrconsole.core.train.step import apply_lr, evaluate, train_step
 
 STATE_FORMAT = 1
 
 
-class Engine(ev.Emitter):
+class Engine(Steering):
     def __init__(self, task: Task, plan: Plan, optimizer_spec: OptimizerSpec) -> None:
         self.task = task
         self.plan = plan
@@ -62,6 +63,7 @@ class Engine(ev.Emitter):
         # bad step belongs to. None while the run is healthy.
         self.diverged_at: tuple[int, int] | None = None
         self._data = EpochStream()
+        self._cuts: list[ev.SegmentEnd] = []  # cut short by an edit, to announce
         self._cursor = SegmentCursor(plan, self._segment_cut)
         self.losses = LossFeed(self.guard, self._diverged, self)  # no device sync per step
 
@@ -84,16 +86,6 @@ class Engine(ev.Emitter):
             self.diverged_at = None
             self._controls.clear_pause()
 
-    def stop_after_epoch(self) -> int:
-        """End the running segment at the end of this epoch and pause there."""
-        with self._lock:
-            spe = self.steps_per_epoch
-            end = -(-self._claimed // spe) * spe
-            self.plan.truncate_at(end)
-            self._controls.pause_at = end
-            self._controls.poke()
-        return end
-
     def submit(self, job: Callable[[], Any]) -> Future[Any]:
         """Run `job` on the training thread at the next batch boundary (now if not running).
 
@@ -106,52 +98,7 @@ class Engine(ev.Emitter):
         """Leave `run()` at the next batch boundary (Ctrl-C, shutdown)."""
         self._controls.request_exit(reason)
 
-    def queue(self, segments: Iterable[Segment], replace: bool = False) -> dict[str, Any]:
-        """Append (or replace the unstarted part of the plan with) `segments`; the plan."""
-        with self._lock:
-            if replace:
-                self.plan.replace_queued(self._claimed, segments)
-            else:
-                self.plan.append(segments)
-            self._controls.poke()
-        self.emit_plan()
-        return self.plan_dict()
-
-    def set_lr(self, lr: float) -> int:
-        """Train at `lr` from the very next optimizer step; returns that step."""
-        lr = check_lr(lr)
-        with self._lock:
-            step = self._claimed
-            self.plan.split_at(step, lr)
-            self._controls.poke()
-        self.emit(ev.LrSet(lr, step))
-        self.emit_plan()
-        return step
-
-    def end_segment_here(self) -> None:
-        """End the running segment at the current step; later segments stay queued."""
-        with self._lock:
-            self.plan.truncate_at(self.global_step)
-
-    def emit_plan(self) -> None:
-        """Announce the plan on the training thread, where its handlers write the files."""
-        job = lambda: self.emit(ev.PlanChanged(**self.plan_dict()))  # noqa: E731
-        self._controls.submit(job, key="plan")
-
-    # -- reading the plan and the position (any thread) ----------------------------------
-    def plan_dict(self) -> dict[str, Any]:
-        with self._lock:
-            return self.plan.to_dict(self.global_step)
-
-    def segments(self) -> list[Segment]:
-        with self._lock:
-            return list(self.plan.segments)
-
-    def done_segments(self, step: int | None = None) -> list[Segment]:
-        """The path trained up to `step` (default: the current step)."""
-        with self._lock:
-            return self.plan.done(self.global_step if step is None else step)
-
+    # -- reading the position (any thread) -----------------------------------------------
     def state(self) -> dict[str, Any]:
         with self._lock:
             index, _ = self.plan.locate(self.global_step)
@@ -163,11 +110,15 @@ class Engine(ev.Emitter):
                 "global_step": self.global_step,
                 "lr": self.lr,
                 "segment": index,
+                "segments": len(self.plan.segments),
+                "diverged": self.diverged_at[1] if self.diverged and self.diverged_at else None,
             }
 
     def needs_boundary(self) -> bool:
         """Whether the next step must wait for the slow path (a request, the plan's end)."""
-        return self._controls.attention or self.global_step >= self.plan.total_steps
+        controls, step = self._controls, self.global_step
+        stop_at = controls.pause_at  # a stop after this epoch: there, with no other request
+        return controls.attention or step >= self.plan.total_steps or step == stop_at
 
     # -- the loop ----------------------------------------------------------------------
     def run(self, wait: bool = False) -> str:
@@ -233,7 +184,9 @@ class Engine(ev.Emitter):
             self.batch = 0
 
     def _segment_cut(self, index: int, step: int) -> None:
-        self.emit(ev.SegmentEnd(index, self.global_epoch, step))
+        # Found under the lock (begin_step): announced after it, since a handler may wait
+        # for a thread that needs the lock (a checkpoint's manifest reads the plan).
+        self._cuts.append(ev.SegmentEnd(index, self.global_epoch, step, cut=True))
 
     def _train_step(self, batch: Any) -> None:
         index = self.begin_step()
@@ -253,6 +206,9 @@ class Engine(ev.Emitter):
             index, pos, seg = self._cursor.at(self.global_step)
             lr = seg.lr_at(pos, self.steps_per_epoch)
             self._claimed = self.global_step + 1
+            cuts, self._cuts = self._cuts, []
+        for cut in cuts:
+            self.emit(cut)
         if pos == 0:
             if seg.fresh_optimizer and self.global_step > 0 and self.owns_optimizer:
                 params = self.model.parameters()

@@ -72,6 +72,7 @@ class SegmentEnd(Event):
     index: int
     global_epoch: int
     global_step: int
+    cut: bool = False  # cut short by an edit (set_lr, end_segment), not reached by training
 
 
 @dataclass(frozen=True)
