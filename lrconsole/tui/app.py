@@ -117,6 +117,21 @@ class ConsoleApp(App[int]):
             yield SystemCommand("Toggle log scale", "l", screen.action_log_scale)
             yield SystemCommand("Roll back to a checkpoint", "r", screen.action_rollback)
             yield SystemCommand("LR range test", "f", screen.action_lr_find)
+            yield SystemCommand("Set the LR now", "F2", screen.action_set_lr_now)
+            yield SystemCommand(
+                "End the running segment after this epoch",
+                "F6",
+                lambda: screen.run_action("end_segment(False)"),
+            )
+            yield SystemCommand(
+                "End the running segment now", "F7", lambda: screen.run_action("end_segment(True)")
+            )
+            yield SystemCommand(
+                "Extend or shorten the running segment", "F8", screen.action_extend_segment
+            )
+            yield SystemCommand(
+                "Accept a divergence and resume", "F9", screen.action_accept_divergence
+            )
 
 
 def make_app(

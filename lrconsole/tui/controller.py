@@ -54,10 +54,11 @@ def runner_connector(
         from lrconsole.client import RunnerClient
         from lrconsole.core.session.layout import SOCKET
         from lrconsole.errors import UserError
-        from lrconsole.runner.launch import ensure_runner, runner_alive
+        from lrconsole.runner.launch import check_answering, ensure_runner, runner_alive
 
         if attach and first:
-            if not runner_alive(session_dir):
+            if not await asyncio.to_thread(runner_alive, session_dir):
+                check_answering(session_dir)  # a suspended holder: NotAnswering says so
                 raise UserError(f"no runner is running for {session_dir.name}")
             sock = session_dir / SOCKET
         else:
@@ -137,7 +138,8 @@ class Controller:
             model.plan = dict(data)
             post(m.PlanChanged(dict(data)))
         elif name == "lr_set":
-            post(m.RunnerWarning(f"LR set to {float(data.get('lr', 0)):g}"))
+            model.set_current_lr(float(data.get("lr", 0)))
+            post(m.LrSet(float(data.get("lr", 0)), int(data.get("global_step") or 0)))
         elif name == "checkpoint":
             post(m.CheckpointSaved(str(data.get("path", "")), int(data.get("global_epoch") or 0)))
         elif name == "policy":
@@ -167,6 +169,8 @@ class Controller:
             self.model.state = {**self.model.state, **result}
         elif cmd == "queue" and result:
             self.model.plan = dict(result)
+        elif cmd == "set_lr" and result and result.get("lr") is not None:
+            self.model.set_current_lr(float(result["lr"]))
         return result
 
     async def close(self, *, shutdown: bool) -> None:

@@ -65,6 +65,14 @@ class SegmentStarted(Message):
 
 
 @dataclass
+class LrSet(Message):
+    """The LR was set "now" (by this console or another client) from `global_step`."""
+
+    lr: float
+    global_step: int
+
+
+@dataclass
 class CheckpointSaved(Message):
     path: str
     global_epoch: int

@@ -104,6 +104,7 @@ class RunModel:
         for name in metrics:
             if name not in self.metrics:
                 self.metrics.append(name)
+        self._fill_thinned(int(row["global_epoch"]))
         for name in self.metrics:
             series = self.series.get(name)
             if series is None:
@@ -120,6 +121,16 @@ class RunModel:
         if live:
             self.epoch_times.append(time.monotonic())
         self.version += 1
+
+    def _fill_thinned(self, epoch: int) -> None:
+        """A long run's snapshot history is thinned (older epochs kept every k-th): the
+        epochs left out are gaps in the metrics and the LR held, so a point's position
+        stays its epoch and the charts keep the whole range."""
+        missing = epoch - self.global_epoch - 1 if self.lr else 0
+        for _ in range(max(0, missing)):
+            for series in self.series.values():
+                series.append(math.nan)
+            self.lr.append(self.lr.last)
 
     def add_policy_mark(self, epoch: int, policy: str) -> None:
         if (epoch, policy) not in self.policy_marks:
@@ -200,6 +211,12 @@ class RunModel:
             return float(self.state["lr"])
         last = self.lr.last
         return None if math.isnan(last) else last
+
+    def set_current_lr(self, lr: float) -> None:
+        """The LR was set "now": the next steps use it, whatever the last batch said."""
+        self.state = {**self.state, "lr": lr}
+        if self.batch:
+            self.batch = {**self.batch, "lr": lr}
 
     def planned_lr(self) -> Series | None:
         """The LR of each epoch still planned, after the history (NaN there): the preview."""

@@ -70,6 +70,7 @@ class FakeClient:
     segments: list[tuple[int, float]] = field(default_factory=lambda: [(30, 0.03), (30, 0.01)])
     queued: list[tuple[int, float]] = field(default_factory=lambda: [(30, 0.005)])
     reason: str = "operator"
+    diverged: bool = False  # a plain resume is refused with code "diverged", as the runner does
 
     def __post_init__(self) -> None:
         history = lesson_like_history(self.segments)
@@ -121,6 +122,9 @@ class FakeClient:
             self._emit("paused", {"reason": "operator", "global_epoch": 60, "global_step": 840})
             return dict(self.state)
         if cmd == "resume":
+            if self.diverged and not args.get("accept"):
+                raise FakeCommandFailed("diverged", "the run diverged: roll back or accept")
+            self.diverged = False
             self.state.update(state="running", reason=None)
             self._emit("resumed", {"global_step": self.plan["done_steps"]})
             return dict(self.state)
@@ -141,6 +145,21 @@ class FakeClient:
             return {}
         if cmd == "status":
             return dict(self.state)
+        if cmd == "set_lr":
+            self.state["lr"] = float(args["lr"])
+            self._emit("lr_set", {"lr": float(args["lr"]), "global_step": self.plan["done_steps"]})
+            return {"lr": float(args["lr"]), "global_step": self.plan["done_steps"]}
+        index = min(self.plan["current"], len(self.plan["segments"]) - 1)
+        end = SPE * sum(int(seg["epochs"]) for seg in self.plan["segments"][: index + 1])
+        if cmd == "end_segment":  # as the runner answers: the segment, the step it ends at
+            step = self.plan["done_steps"] if args.get("now") else end
+            return {"segment": index, "global_step": step}
+        if cmd == "extend_segment":
+            segment = self.plan["segments"][index]
+            segment["epochs"] = int(segment["epochs"]) + int(args["epochs"])
+            self._emit("plan", dict(self.plan))
+            end += int(args["epochs"]) * SPE
+            return {"segment": index, "epochs": segment["epochs"], "end_step": end, "changed": True}
         raise FakeCommandFailed("unknown_command", cmd)
 
     async def events(self) -> AsyncIterator[FakeEvent]:

@@ -214,13 +214,17 @@ async def test_space_pauses_and_resumes(shared: Path) -> None:
         await set_field(pilot, screen, "lr", "0.001")
         await pilot.press("enter")
         await wait_for(pilot, lambda: screen.model.running, what="training")
-        await pilot.press("space")  # from inside the field: space is a command key
+        await pilot.press("space")  # inside the field, space is typed: it does not pause
+        await pilot.pause(0.3)
+        assert screen.query_one("#lr", NumberInput).value.endswith(" ")
+        assert "pause" not in rec.commands() and screen.model.running
+        await pilot.press("escape")  # leave the field: now space is the pause key
+        await pilot.press("space")
         await wait_for(
             pilot,
             lambda: rec.of(m.RunStateChanged) and rec.of(m.RunStateChanged)[-1].state == "paused",
             what="paused",
         )
-        assert screen.query_one("#epochs", NumberInput).value == "5000"  # no space typed
         paused_at = screen.model.global_epoch
         await pilot.pause(0.5)
         assert screen.model.global_epoch <= paused_at + 1
@@ -299,7 +303,10 @@ async def test_l_toggles_log_scale(shared: Path) -> None:
         screen = await connected(pilot, app)
         chart = screen.query_one(LossChart)
         assert not chart.log_scale
-        await pilot.press("l")  # the focus is in a field: l still toggles
+        await pilot.press("l")  # the focus is in a field: l is typed there
+        assert not chart.log_scale
+        await pilot.press("escape")  # no field focused: l toggles
+        await pilot.press("l")
         assert chart.log_scale and "log" in str(chart.border_title)
         await pilot.press("l")
         assert not chart.log_scale
@@ -310,12 +317,15 @@ async def test_question_mark_opens_help(shared: Path) -> None:
     app = console(shared)
     async with app.run_test(size=SIZE) as pilot:
         await connected(pilot, app)
+        await pilot.press("escape")  # one-letter keys act when no field has the focus
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
         await pilot.press("escape")
         assert isinstance(app.screen, RunScreen)
         from textual.widgets._footer import FooterKey
 
+        app.screen.set_focus(None)  # the footer shows "?" while no field has the focus
+        await pilot.pause(0.1)
         help_key = next(k for k in app.screen.query(FooterKey) if k.key == "question_mark")
         await pilot.click(help_key)  # the footer's "? Help"
         await pilot.pause(0.1)
@@ -400,6 +410,7 @@ async def test_t_starts_tensorboard(shared: Path) -> None:
     app = console(shared)
     async with app.run_test(size=SIZE, message_hook=rec) as pilot:
         screen = await connected(pilot, app)
+        await pilot.press("escape")  # one-letter keys act when no field has the focus
         await pilot.press("t")
         started = rec.of(m.TensorBoardStarted)
         assert started and started[0].url.startswith("http://127.0.0.1:")
@@ -499,6 +510,7 @@ async def test_queue_edit_and_remove(shared: Path) -> None:
         await pilot.click("#remove-button")
         await wait_for(pilot, lambda: len(screen.model.pending()) == 1, what="a mouse removal")
         # Train what is left, so that the shared runner is idle again.
+        await pilot.press("escape")  # one-letter keys act when no field has the focus
         await pilot.press("space")
         await wait_for(
             pilot,
@@ -518,11 +530,13 @@ async def test_q_detach_leaves_the_runner_training(own_session: Path) -> None:
         await set_field(pilot, screen, "epochs", "100000")
         await pilot.press("enter")
         await wait_for(pilot, lambda: screen.model.running, what="training")
+        await pilot.press("escape")  # one-letter keys act when no field has the focus
         await pilot.press("q")
         assert isinstance(app.screen, QuitScreen)
         assert app.screen.query("#detach")
         await pilot.press("escape")  # cancel: nothing happens
         assert isinstance(app.screen, RunScreen)
+        await pilot.press("escape")  # one-letter keys act when no field has the focus
         await pilot.press("q")
         await pilot.press("d")
         await finish(app)
@@ -545,6 +559,7 @@ async def test_q_stop_and_save_then_open_keeps_the_counter(own_session: Path) ->
         await set_field(pilot, screen, "epochs", "100000")
         await pilot.press("enter")
         await wait_for(pilot, lambda: screen.model.global_epoch >= 20, timeout=60, what="20 epochs")
+        await pilot.press("escape")  # one-letter keys act when no field has the focus
         await pilot.press("q")
         await pilot.press("s")
         await finish(app)
@@ -591,10 +606,12 @@ async def test_runner_death_shows_modal_and_restarts(own_session: Path) -> None:
         await wait_for(pilot, lambda: isinstance(app.screen, ErrorScreen), what="the modal")
         await pilot.press("escape")
         assert isinstance(app.screen, RunScreen) and app.is_running
+        await pilot.press("escape")  # one-letter keys act when no field has the focus
         await pilot.press("space")  # a command now only says that no runner is there
         await set_field(pilot, screen, "epochs", "3")
         await pilot.press("enter")
         assert app.is_running
+        await pilot.press("escape")  # one-letter keys act when no field has the focus
         await pilot.press("q")  # no runner: no detach choice
         assert isinstance(app.screen, QuitScreen) and not app.screen.query("#detach")
         await pilot.press("s")

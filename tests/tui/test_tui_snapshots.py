@@ -48,7 +48,7 @@ class TestRunScreen:
         app = self._app(tmp_path, FakeClient())
 
         async def run_before(pilot: Pilot[Any]) -> None:
-            await pilot.press("l")
+            await pilot.press("escape", "l")  # l acts when no field has the focus
             await self._settle(pilot)
 
         assert snap_compare(app, terminal_size=(140, 40), run_before=run_before)
@@ -73,5 +73,5 @@ class TestRunScreen:
     def test_help_screen(self, snap_compare: Any, tmp_path: Path) -> None:
         app = self._app(tmp_path, FakeClient())
         assert snap_compare(
-            app, terminal_size=SIZE, press=["question_mark"], run_before=self._settle
+            app, terminal_size=SIZE, press=["escape", "question_mark"], run_before=self._settle
         )

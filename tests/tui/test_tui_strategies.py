@@ -42,7 +42,7 @@ async def test_r_rolls_back_to_a_picked_checkpoint(session: Path) -> None:
         await queue_and_wait_paused(pilot, screen, 3)
         await queue_and_wait_paused(pilot, screen, 2)
         assert screen.model.global_epoch == 5
-        await pilot.press("r")
+        await pilot.press("ctrl+r")  # from inside a field too (r alone is typed there)
         await wait_for(pilot, lambda: isinstance(app.screen, RollbackScreen), what="the picker")
         picker = app.screen
         assert isinstance(picker, RollbackScreen) and 3 in picker.epochs
@@ -90,4 +90,43 @@ async def test_divergence_offers_rollback_with_a_lower_lr(session: Path) -> None
         await wait_for(
             pilot, lambda: screen.query_one("#lr", NumberInput).value == "1", what="lr 1"
         )
+        # The proposal is selected, in the focused LR field: typing replaces it.
+        lr = screen.query_one("#lr", NumberInput)
+        assert app.focused is lr
+        await pilot.press("5")
+        assert lr.value == "5"
+        await finish(app)
+
+
+async def test_after_a_divergence_esc_and_space_do_not_train(session: Path) -> None:
+    """Bug 2: the diverged LR never resumes on a single key; F9 accepts, after a question."""
+    app = console(session, create=dict(LESSON))
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await connected(pilot, app)
+        await queue_and_wait_paused(pilot, screen, 3)
+        await set_field(pilot, screen, "epochs", "30")
+        await set_field(pilot, screen, "lr", "5")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, RollbackScreen), 60, "the offer")
+        await pilot.press("escape")  # close the offer
+        await pilot.press("escape")  # leave the field
+        at = screen.model.global_epoch
+        await pilot.press("space")
+        await wait_for(
+            pilot,
+            lambda: "roll back (r) or accept (F9)" in str(screen.query_one("#topbar").render()),
+            what="the refusal",
+        )
+        assert ("resume", {}) in screen.controller.sent
+        await pilot.pause(0.5)
+        assert screen.model.global_epoch == at and not screen.model.running
+        status = await screen.controller.call("status")
+        assert status["state"] == "paused"
+        # Accept explicitly: a question first, then the run goes on (and diverges again).
+        await pilot.press("f9")
+        await pilot.press("y")
+        await wait_for(
+            pilot, lambda: ("resume", {"accept": True}) in screen.controller.sent, what="accept"
+        )
+        await wait_for(pilot, lambda: isinstance(app.screen, RollbackScreen), 60, "a new offer")
         await finish(app)

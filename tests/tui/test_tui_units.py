@@ -161,3 +161,27 @@ def test_good_fields() -> None:
     assert parse_epochs("100000") == 100_000
     assert parse_lr("3e-2") == 0.03
     assert parse_lr("10") == 10.0
+
+
+def test_a_thinned_snapshot_history_keeps_each_epoch_at_its_place() -> None:
+    """The runner thins a long run's history; the console still spans every epoch."""
+    from lrconsole.core.session.history import EpochHistory
+
+    history = EpochHistory()
+    for epoch in range(1, 20_001):
+        lr = 0.03 if epoch <= 10_000 else 0.01
+        row = {"global_epoch": epoch, "global_step": 14 * epoch, "segment": int(lr < 0.02)}
+        history.append({**row, "lr": lr, "metrics": {"train_loss": float(epoch)}})
+    rows = history.rows()
+    assert len(rows) < 20_000  # thinned
+    model = RunModel()
+    model.load_snapshot({"history": rows, "state": {"global_epoch": 20_000}})
+    assert model.first_epoch == 1 and model.global_epoch == 20_000
+    assert len(model.lr) == len(model.series["train_loss"]) == 20_000
+    points = model.series["train_loss"].buckets(20_000)  # one per epoch
+    kept = {int(r["global_epoch"]) for r in rows}
+    for epoch, (lo, hi) in enumerate(points, start=1):
+        assert (lo, hi) == ((epoch, epoch) if epoch in kept else (math.inf, -math.inf))
+    assert model.series["train_loss"].buckets(10)[-1][1] == 20_000  # the whole range drawn
+    lrs = model.lr.buckets(20_000)
+    assert lrs[9_999] == (0.03, 0.03) and lrs[10_000] == (0.01, 0.01)  # held across gaps

@@ -1,9 +1,11 @@
-"""Modal dialogs: quit, export and the runner error."""
+"""Modal dialogs: quit, export, the runner error, a one-number prompt and a confirmation."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
+from rich.markup import escape
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -66,7 +68,9 @@ class QuitScreen(ModalScreen[str | None]):
 
 
 class ExportScreen(ModalScreen[Path | None]):
-    """Ask where to write the schedule YAML."""
+    """Ask where to write the schedule YAML. `write(path)` writes it and returns None, or
+    the reason it failed: then the dialog stays open with the reason under the path, so a
+    one-character mistake is fixed, not retyped."""
 
     DEFAULT_CSS = (
         DIALOG_CSS.format(name="ExportScreen")
@@ -76,9 +80,10 @@ class ExportScreen(ModalScreen[Path | None]):
     )
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, default: Path) -> None:
+    def __init__(self, default: Path, write: Callable[[Path], str | None]) -> None:
         super().__init__()
         self.default = default
+        self.write = write
 
     def compose(self) -> ComposeResult:
         with Vertical() as box:
@@ -95,7 +100,13 @@ class ExportScreen(ModalScreen[Path | None]):
         if not text:
             self.query_one("#export-error", Static).update("⚠ enter a file path")
             return
-        self.dismiss(Path(text).expanduser())
+        path = Path(text).expanduser()
+        error = self.write(path)
+        if error is not None:
+            self.query_one("#export-error", Static).update(f"⚠ {escape(error)}")
+            self.query_one("#export-path", Input).focus()
+            return
+        self.dismiss(path)
 
     @on(Input.Submitted)
     def _submitted(self, event: Input.Submitted) -> None:
@@ -128,20 +139,31 @@ class ErrorScreen(ModalScreen[bool]):
         Binding("escape", "close", "Close"),
     ]
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, held: bool = False) -> None:
         super().__init__()
         self.message = message
+        self.held = held  # a live process holds the session: a restart cannot work, a retry can
 
     def compose(self) -> ComposeResult:
         with Vertical() as box:
-            box.border_title = "the runner stopped"
+            if self.held:
+                box.border_title = "the runner is not answering"
+                advice = (
+                    "Another process holds the session and does not answer: resume it "
+                    "(`fg`, or `kill -CONT PID`), then try again; or close this and quit (q)."
+                )
+                label = "Try again (r)"
+            else:
+                box.border_title = "the runner stopped"
+                advice = (
+                    "The console is still here. Restart the runner from the last "
+                    "checkpoint, or close this and quit (q)."
+                )
+                label = "Restart from checkpoint (r)"
             yield Static(self.message, id="error-text", classes="message", markup=False)
-            yield Static(
-                "The console is still here. Restart the runner from the last "
-                "checkpoint, or close this and quit (q)."
-            )
+            yield Static(advice)
             with Horizontal(classes="buttons"):
-                yield Button("Restart from checkpoint (r)", id="restart", variant="primary")
+                yield Button(label, id="restart", variant="primary")
                 yield Button("Close (Esc)", id="close")
 
     @on(Button.Pressed)
@@ -153,3 +175,95 @@ class ErrorScreen(ModalScreen[bool]):
 
     def action_close(self) -> None:
         self.dismiss(False)
+
+
+class PromptScreen(ModalScreen[str | None]):
+    """Ask for one value; `check(text)` returns None when it is good, else why not.
+    The default is selected, so typing replaces it. Dismisses with the text, or None."""
+
+    DEFAULT_CSS = (
+        DIALOG_CSS.format(name="PromptScreen")
+        + """
+    PromptScreen #prompt-error { color: $error; height: auto; }
+    """
+    )
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(
+        self, title: str, text: str, default: str, check: Callable[[str], str | None]
+    ) -> None:
+        super().__init__()
+        self.title_text = title
+        self.text = text
+        self.default = default
+        self.check = check
+
+    def compose(self) -> ComposeResult:
+        with Vertical() as box:
+            box.border_title = self.title_text
+            yield Static(self.text, classes="message", markup=False)
+            yield Input(self.default, id="prompt-value")
+            yield Static("", id="prompt-error")
+            with Horizontal(classes="buttons"):
+                yield Button("OK (Enter)", id="ok", variant="primary")
+                yield Button("Cancel (Esc)", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#prompt-value", Input).focus()
+
+    def _accept(self) -> None:
+        text = self.query_one("#prompt-value", Input).value.strip()
+        error = self.check(text)
+        if error is not None:
+            self.query_one("#prompt-error", Static).update(f"⚠ {escape(error)}")
+            return
+        self.dismiss(text)
+
+    @on(Input.Submitted)
+    def _submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self._accept()
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "ok":
+            self._accept()
+        else:
+            self.dismiss(None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    """A yes/no question: y or the button confirms, n or Esc cancels."""
+
+    DEFAULT_CSS = DIALOG_CSS.format(name="ConfirmScreen")
+    BINDINGS = [
+        Binding("y", "answer(True)", "Yes"),
+        Binding("n,escape", "answer(False)", "No"),
+    ]
+
+    def __init__(self, title: str, text: str, yes: str) -> None:
+        super().__init__()
+        self.title_text = title
+        self.text = text
+        self.yes = yes
+
+    def compose(self) -> ComposeResult:
+        with Vertical() as box:
+            box.border_title = self.title_text
+            yield Static(self.text, classes="message", markup=False)
+            with Horizontal(classes="buttons"):
+                yield Button(f"{self.yes} (y)", id="yes", variant="warning")
+                yield Button("Cancel (Esc)", id="no")
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()  # Enter on a reflex does not accept
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)

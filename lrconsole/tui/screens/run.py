@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,9 @@ from textual.worker import Worker, WorkerState
 from lrconsole.core.session.layout import SCHEDULE_EXPORT, TB_DIR
 from lrconsole.tui import messages as m
 from lrconsole.tui.controller import Connector, Controller, NotConnected
-from lrconsole.tui.disk import load_branches, rollback_rows, snapshot_from_disk
+from lrconsole.tui.disk import load_branches, snapshot_from_disk
 from lrconsole.tui.screens.dialogs import ErrorScreen, ExportScreen, QuitScreen
-from lrconsole.tui.screens.strategies import LrFindScreen, RollbackScreen
+from lrconsole.tui.steering import DIVERGED, DIVERGED_NOTE, STEER_BINDINGS, SteeringActions
 from lrconsole.tui.tensorboard import TensorBoard
 from lrconsole.tui.widgets.charts import LossChart, LrChart
 from lrconsole.tui.widgets.history import SegmentTable
@@ -30,7 +31,7 @@ REDRAW_INTERVAL = 0.25  # seconds: at most 4 chart redraws per second
 RUNNER_GROUP = "runner"
 
 
-class RunScreen(Screen[None]):
+class RunScreen(SteeringActions, Screen[None]):
     DEFAULT_CSS = """
     RunScreen { layout: vertical; }
     RunScreen #topbar { height: 1; padding: 0 1; background: $panel; }
@@ -41,13 +42,17 @@ class RunScreen(Screen[None]):
     RunScreen SegmentTable { height: 1fr; min-height: 5; max-height: 16; }
     """
 
+    AUTO_FOCUS = ""  # a closed dialog leaves no field focused by itself ("*" if None)
+    # One-letter keys act only when no field has the focus (a field types them); the
+    # F-keys of STEER_BINDINGS and ctrl+r act anywhere. Not all fit the footer: the help
+    # screen and the palette list every one.
     BINDINGS = [
-        Binding("space", "toggle_pause", "Pause/resume"),
+        Binding("space", "toggle_pause", "Pause"),
+        *STEER_BINDINGS,
         Binding("e", "export", "Export"),
-        Binding("t", "tensorboard", "TensorBoard"),
-        Binding("l", "log_scale", "Log scale"),
-        # Not in the footer (it is full at 100 columns): in the help screen and the palette.
-        Binding("r", "rollback", "Roll back", show=False),
+        Binding("r,ctrl+r", "rollback", "Roll back", show=False),
+        Binding("t", "tensorboard", "TensorBoard", show=False),
+        Binding("l", "log_scale", "Log scale", show=False),
         Binding("f", "lr_find", "LR find", show=False),
     ]
 
@@ -59,7 +64,8 @@ class RunScreen(Screen[None]):
         self.tensorboard = TensorBoard(session_dir / TB_DIR)
         self._dirty = True
         self._plan_dirty = True
-        self._status_note = "connecting to the runner…"
+        self._lr_proposed = False
+        self.status_note = "connecting to the runner…"
 
     # -- layout -------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -71,7 +77,7 @@ class RunScreen(Screen[None]):
             yield Planner(id="planner")
         yield RunProgress(self.model, id="progress")
         yield SegmentTable(self.model, id="segments")
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)  # ctrl+p: in the help
 
     def on_mount(self) -> None:
         self.set_interval(REDRAW_INTERVAL, self.flush, name="redraw throttle")
@@ -91,6 +97,7 @@ class RunScreen(Screen[None]):
         self.model.load_snapshot(snapshot)
         self.model.branches = load_branches(self.session_dir, self.model)
         self.flush()
+        self.propose_last_lr()
 
     # -- the connection: one declared worker, failures in one handler -------------------
     @work(
@@ -107,18 +114,24 @@ class RunScreen(Screen[None]):
             return
         if event.state not in (WorkerState.ERROR, WorkerState.SUCCESS):
             return
+        from lrconsole.errors import NotAnswering
+
         error = event.worker.error
-        detail = self.model.last_error or (
-            f"{type(error).__name__}: {error}" if error is not None else "the runner went away"
+        held = isinstance(error, NotAnswering)  # suspended or wedged: say so, at once
+        detail = (
+            str(error)
+            if held
+            else self.model.last_error
+            or (f"{type(error).__name__}: {error}" if error is not None else "the runner went away")
         )
-        self._status_note = "disconnected: the runner stopped"
+        self.status_note = detail if held else "disconnected: the runner stopped"
         self.model.state = {**self.model.state, "state": "stopped"}
         self.update_topbar()
-        self.app.push_screen(ErrorScreen(detail), self._after_error)
+        self.app.push_screen(ErrorScreen(detail, held=held), self._after_error)
 
     async def _after_error(self, restart: bool | None) -> None:
         if restart:
-            self._status_note = "restarting the runner from the last checkpoint…"
+            self.status_note = "connecting to the runner…"
             self.model.last_error = None
             self.update_topbar()
             self.connect()
@@ -126,13 +139,25 @@ class RunScreen(Screen[None]):
     # -- runner messages ----------------------------------------------------------------
     def on_connected(self, message: m.Connected) -> None:
         self.model.branches = load_branches(self.session_dir, self.model)
-        self._status_note = ""
+        # A session that diverged past its checkpoint waits for a choice, reopened or not.
+        self.status_note = DIVERGED_NOTE if self.model.state.get("diverged") else ""
         self._dirty = self._plan_dirty = True
         self.query_one(LossChart).mark_stale()
         self.query_one(LrChart).mark_stale()
         self.flush()
+        self.propose_last_lr()
         if self.model.state.get("state") == "paused":
             self.query_one(Planner).take_focus()
+
+    def propose_last_lr(self) -> None:
+        """A reopened session's planner proposes the LR it trained at last. Once: later
+        snapshots (after a rollback) must not overwrite what the operator or a strategy put."""
+        lr = self.model.lr.last if len(self.model.lr) else math.nan
+        if self._lr_proposed:
+            return
+        self._lr_proposed = self.controller.connected or math.isfinite(lr)
+        if math.isfinite(lr):
+            self.query_one("#lr", NumberInput).fill(f"{lr:.6g}")
 
     def on_history_grew(self, message: m.HistoryGrew) -> None:
         self._dirty = True
@@ -151,6 +176,8 @@ class RunScreen(Screen[None]):
 
     def on_run_state_changed(self, message: m.RunStateChanged) -> None:
         self._dirty = True
+        if message.state == "running" and self.status_note == DIVERGED_NOTE:
+            self.status_note = ""
         self.update_topbar()
         if message.state == "paused" and message.reason == "queue_empty":
             self.query_one(Planner).take_focus()
@@ -165,12 +192,20 @@ class RunScreen(Screen[None]):
                 f"checkpoint saved at epoch {message.global_epoch}", title="checkpoint", timeout=3
             )
 
+    def on_lr_set(self, message: m.LrSet) -> None:
+        self._dirty = True
+        mine = [args for cmd, args in self.controller.sent if cmd == "set_lr"]
+        if not mine or mine[-1].get("lr") != message.lr:  # this console already said so
+            self.notify(f"LR set to {message.lr:g}", title="runner", timeout=3)
+
     def on_runner_warning(self, message: m.RunnerWarning) -> None:
         self.notify(escape(message.message), title="runner", severity="warning")
 
     async def on_runner_error(self, message: m.RunnerError) -> None:
         self.notify(escape(message.message), title="runner error", severity="error", timeout=10)
         if not message.fatal:  # diverged: offer the last good epoch, a lower LR prefilled
+            self.status_note = DIVERGED_NOTE
+            self.update_topbar()
             await self.action_rollback(reason=message.message, lower_lr=True)
 
     # -- redraw throttle ----------------------------------------------------------------
@@ -191,7 +226,7 @@ class RunScreen(Screen[None]):
     def update_topbar(self) -> None:
         url = self.tensorboard.url if self.tensorboard.running else None
         markup = topbar_markup(
-            self.model, self.session_dir.name, self.controller.connected, self._status_note, url
+            self.model, self.session_dir.name, self.controller.connected, self.status_note, url
         )
         self.query_one("#topbar", Static).update(markup)
 
@@ -199,7 +234,7 @@ class RunScreen(Screen[None]):
     async def on_segment_requested(self, message: m.SegmentRequested) -> None:
         segment: dict[str, Any] = {"epochs": message.epochs, "lr": message.lr}
         if message.edit is None:
-            ok = await self._command("queue", segments=[segment])
+            ok = await self.command("queue", segments=[segment])
         else:
             queued = self.model.queued()
             if message.edit >= len(queued):
@@ -207,7 +242,7 @@ class RunScreen(Screen[None]):
                 queued.append(segment)
             else:
                 queued[message.edit] = segment
-            ok = await self._command("queue", segments=queued, replace=True)
+            ok = await self.command("queue", segments=queued, replace=True)
         if ok is None:
             return
         self._plan_dirty = self._dirty = True
@@ -217,9 +252,9 @@ class RunScreen(Screen[None]):
         # After a segment was cut short ("stop") it waits: queuing answers that wait too.
         # An operator's pause holds until space.
         if self.model.state.get("reason") == "stop":
-            state = await self._command("status")
+            state = await self.command("status")
             if state and state.get("state") == "paused" and state.get("reason") == "stop":
-                await self._command("resume")
+                await self.command("resume")
         self.flush()
 
     def on_input_rejected(self, message: m.InputRejected) -> None:
@@ -229,74 +264,40 @@ class RunScreen(Screen[None]):
         queued = self.model.queued()
         if not 0 <= message.position < len(queued):
             return
+        # One numbering everywhere: the segment's number in the session, from 1.
+        number = self.model.pending()[message.position] + 1
         if message.remove:
             del queued[message.position]
-            if await self._command("queue", segments=queued, replace=True) is not None:
-                self.notify(f"removed queued segment #{message.position + 1}", timeout=2)
+            if await self.command("queue", segments=queued, replace=True) is not None:
+                self.notify(f"removed queued segment #{number}", timeout=2)
                 self._plan_dirty = True
                 self.flush()
         else:
-            self.query_one(Planner).start_editing(message.position, queued[message.position])
+            self.query_one(Planner).start_editing(
+                message.position, queued[message.position], number
+            )
 
-    async def _command(self, cmd: str, **args: Any) -> dict[str, Any] | None:
+    async def command(self, cmd: str, **args: Any) -> dict[str, Any] | None:
         """Send a command; on failure notify and return None. The console never dies here."""
         try:
             return await self.controller.call(cmd, **args)
         except NotConnected:
             self.notify("no runner is connected", severity="error")
         except Exception as exc:  # CommandFailed, ConnectionLost, timeouts: say so, go on
+            if cmd == "resume" and getattr(exc, "code", None) == DIVERGED:
+                self.diverged_refusal()
+                return None
             self.notify(
                 escape(str(exc) or type(exc).__name__), title=f"{cmd} refused", severity="error"
             )
         return None
 
-    # -- key actions --------------------------------------------------------------------
-    async def action_toggle_pause(self) -> None:
-        if self.model.running:
-            await self._command("pause")
-        else:
-            if not self.model.queued() and self.model.state.get("reason") == "queue_empty":
-                self.notify(
-                    "nothing queued: plan a segment first (epochs, LR, Enter)", severity="warning"
-                )
-                self.query_one("#epochs", NumberInput).focus()
-                return
-            await self._command("resume")
-        self.update_topbar()
+    # -- key actions (steering: lrconsole.tui.steering) ----------------------------------
+    def planner(self) -> Planner:
+        return self.query_one(Planner)
 
-    async def action_rollback(self, reason: str = "", lower_lr: bool = False) -> None:
-        points = await self._command("rollback_points")
-        if points is None:
-            return
-        rows = rollback_rows(self.session_dir, self.model.metrics)
-        epochs = [int(e) for e in points.get("epochs", [])]
-        screen = RollbackScreen(epochs, rows, self.model.monitor or "", reason)
-
-        async def picked(epoch: int | None) -> None:
-            if epoch is None:
-                return
-            result = await self._command("rollback", epoch=epoch)
-            if result is None:
-                return
-            planner = self.query_one(Planner)
-            if lower_lr:
-                planner.set_lr(f"{float(result.get('lr') or 0.01) / 10:g}")
-            planner.take_focus()
-
-        self.app.push_screen(screen, picked)
-
-    async def action_lr_find(self) -> None:
-        self.notify("LR range test on a copy of the model…", title="LR find", timeout=3)
-        result = await self._command("lr_find", timeout=600.0)
-        if result is None:
-            return
-
-        def use(lr: float | None) -> None:
-            if lr is not None:
-                self.query_one(Planner).set_lr(f"{lr:.3g}")
-                self.query_one(Planner).take_focus()
-
-        self.app.push_screen(LrFindScreen(result), use)
+    def focus_epochs(self) -> None:
+        self.query_one("#epochs", NumberInput).focus()
 
     def action_log_scale(self) -> None:
         chart = self.query_one(LossChart)
@@ -305,11 +306,10 @@ class RunScreen(Screen[None]):
 
     def action_export(self) -> None:
         default = self.session_dir / SCHEDULE_EXPORT
-        self.app.push_screen(ExportScreen(default), self._after_export)
+        self.app.push_screen(ExportScreen(default, self.write_export))
 
-    def _after_export(self, path: Path | None) -> None:
-        if path is None:
-            return
+    def write_export(self, path: Path) -> str | None:
+        """Write the schedule to `path`; None when done, else why not (the dialog shows it)."""
         from lrconsole.errors import UserError
         from lrconsole.tui.export import export
 
@@ -318,13 +318,13 @@ class RunScreen(Screen[None]):
                 self.session_dir, path, self.model if self.controller.connected else None
             )
         except (UserError, OSError) as exc:
-            self.notify(escape(str(exc)), title="export failed", severity="error")
-            return
+            return str(exc)
         self.notify(
             f"{len(schedule.segments)} segments written to {escape(str(path))}",
             title="schedule exported",
         )
         self.post_message(m.ScheduleExported(str(path)))
+        return None
 
     def action_tensorboard(self) -> None:
         try:
@@ -347,7 +347,7 @@ class RunScreen(Screen[None]):
         if choice is None:
             return
         if choice == "save":
-            self._status_note = "stopping and saving…"
+            self.status_note = "stopping and saving…"
             self.update_topbar()
             await self.controller.close(shutdown=True)
         else:

@@ -17,38 +17,19 @@ from lrconsole.tui import messages as m
 from lrconsole.tui.model import describe_segment
 from lrconsole.tui.validate import parse_epochs, parse_lr
 
-# Keys that stay console commands even while a field has the focus.
-COMMAND_KEYS = frozenset(" qtl?rf")
-
 
 class NumberInput(Input):
-    """An Input that leaves the console's command keys to the console.
+    """A compact planner field. While it has the focus every printable key types into it:
+    the console's one-letter commands act only when no field has the focus (Esc leaves it),
+    and the keys that act anywhere are ctrl or F-keys (lrconsole.tui.keys)."""
 
-    Space, q, t, l, r, f and ? reach the bindings even while typing. `e` is a command key too,
-    except in the LR field, where it writes an exponent (1e-3).
-    """
-
-    def __init__(self, value: str, *, allow_e: bool, **kwargs: Any) -> None:
+    def __init__(self, value: str, **kwargs: Any) -> None:
         super().__init__(value, compact=True, **kwargs)
-        self.allow_e = allow_e
 
-    def _passes(self, character: str | None) -> bool:
-        if character is None:
-            return False
-        if character == "f" and self.value.lower().endswith("in"):
-            return False  # the f of "inf": typed, so the field can say why it is refused
-        if character in COMMAND_KEYS:
-            return True
-        return character in "eE" and not self.allow_e
-
-    def check_consume_key(self, key: str, character: str | None) -> bool:
-        if self._passes(character):
-            return False
-        return super().check_consume_key(key, character)
-
-    async def _on_key(self, event: Key) -> None:
-        if self._passes(event.character):
-            event.prevent_default()  # do not type it; let it bubble to the bindings
+    def fill(self, text: str) -> None:
+        """Put a value the program chose, all selected: the next key typed replaces it."""
+        self.value = text
+        self.select_all()
 
 
 class Planner(Vertical):
@@ -87,7 +68,6 @@ class Planner(Vertical):
             yield Label("epochs")
             yield NumberInput(
                 self._epochs_default,
-                allow_e=False,
                 id="epochs",
                 tooltip="whole number of epochs, 1 to 100,000",
             )
@@ -96,7 +76,6 @@ class Planner(Vertical):
             yield Label("LR")
             yield NumberInput(
                 self._lr_default,
-                allow_e=True,
                 id="lr",
                 tooltip="learning rate: > 0 and at most 10, e.g. 0.03 or 3e-2",
             )
@@ -127,9 +106,20 @@ class Planner(Vertical):
         if event.input.id in ("epochs", "lr"):
             self.show_error(event.input.id, None)
 
-    def set_lr(self, text: str) -> None:
-        """Fill the LR field: a strategy's suggestion, for the operator to queue or change."""
-        self.query_one("#lr", NumberInput).value = text
+    def set_lr(self, text: str, *, focus: bool = True) -> None:
+        """Fill the LR field: a strategy's suggestion, for the operator to queue or change.
+
+        All of it is selected and (with `focus`) the field has the focus, so typing
+        replaces the suggestion instead of appending to it."""
+        field = self.query_one("#lr", NumberInput)
+        field.fill(text)
+        if focus:
+            field.focus()
+            # Focusing selects the value too; after the focus, so nothing undoes it.
+            self.call_after_refresh(field.select_all)
+
+    def field_value(self, field_id: str) -> str:
+        return self.query_one(f"#{field_id}", NumberInput).value
 
     def take_focus(self) -> None:
         """Put the cursor in the planner, unless the operator is already in it."""
@@ -163,6 +153,9 @@ class Planner(Vertical):
             return
         self.post_message(m.SegmentRequested(epochs, lr, self.editing))
         self.stop_editing()
+        # The values stay, selected: the next segment is typed over them, not appended.
+        for field in self.query(NumberInput):
+            field.select_all()
 
     @on(Input.Submitted)
     def _submitted(self, event: Input.Submitted) -> None:
@@ -188,13 +181,14 @@ class Planner(Vertical):
         if self.editing is not None and self.editing >= len(segments):
             self.stop_editing()
 
-    def start_editing(self, position: int, segment: dict[str, Any]) -> None:
+    def start_editing(self, position: int, segment: dict[str, Any], number: int) -> None:
+        """Load queue item `position` (segment `number`, counted from 1) into the fields."""
         self.editing = position
         if segment.get("epochs") is not None:
-            self.query_one("#epochs", NumberInput).value = str(segment["epochs"])
-        self.query_one("#lr", NumberInput).value = f"{float(segment['lr']):g}"
+            self.query_one("#epochs", NumberInput).fill(str(segment["epochs"]))
+        self.query_one("#lr", NumberInput).fill(f"{float(segment['lr']):g}")
         self.query_one("#editing", Static).update(
-            f"editing queued #{position + 1}: Enter saves, Esc cancels"
+            f"editing queued #{number}: Enter saves, Esc cancels"
         )
         self.query_one("#epochs", NumberInput).focus()
 
