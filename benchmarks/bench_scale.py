@@ -1,7 +1,7 @@
 """Real model sizes: what checkpointing costs the engine, and the runner's memory over time.
 
     python benchmarks/bench_scale.py [--sizes 1m,17m,100m] [--rounds 2] [--sync]
-                                     [--rss-epochs 5000]
+                                     [--rss-epochs 5000] [--threads N] [--writer-nice N]
 
 The default run takes about 4 minutes on a shared 2-core box; the issue's RSS figure is
 `--sizes '' --rss-epochs 10000` (about 2.5 minutes more).
@@ -43,6 +43,7 @@ from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
 from lrconsole.core.plan.schedule import Schedule  # noqa: E402
 from lrconsole.core.plan.segment import Segment  # noqa: E402
+from lrconsole.core.session import writer  # noqa: E402
 from lrconsole.core.session.store import save_checkpoint  # noqa: E402
 from lrconsole.core.tasks.task import Task  # noqa: E402
 from lrconsole.core.train import events as ev  # noqa: E402
@@ -213,10 +214,21 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--sync", action="store_true", help="the synchronous checkpointer")
     parser.add_argument("--rss-epochs", type=int, default=5000, help="0: skip")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: the cores)")
+    parser.add_argument(
+        "--writer-nice",
+        type=int,
+        default=writer.WRITER_NICE,
+        help="niceness of a big checkpoint's write (0: the training thread's priority)",
+    )
     args = parser.parse_args()
-    torch.set_num_threads(max(1, (os.cpu_count() or 2)))
+    writer.WRITER_NICE = args.writer_nice
+    torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 2)))
     mode = "synchronous (before)" if args.sync else "background (after)"
-    print(f"checkpoints: {mode}; torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(
+        f"checkpoints: {mode}; torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"writer niceness {args.writer_nice} (states over 256 MB)"
+    )
     print(
         f"{'size':>5} {'params':>7} {'steps':>5} {'epochs':>6} {'ckpt MB':>8} "
         f"{'block ms':>8} {'taken':>5} {'sync save s':>11} {'engine s':>8} {'bare s':>7} "

@@ -16,11 +16,12 @@ import os
 import resource
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from lrconsole import protocol
+from lrconsole.core.session.history import EpochHistory
 from lrconsole.errors import UserError
 
 # A handler answers at once with a dict, or with a Future when the work runs elsewhere.
@@ -82,10 +83,12 @@ class Client:
 
 
 class ControlServer:
-    def __init__(self, path: Path, handler: Handler, history: list[dict[str, Any]]) -> None:
+    def __init__(self, path: Path, handler: Handler, history: Iterable[dict[str, Any]]) -> None:
         self.path = path
         self.handler = handler
-        self.history = list(history)  # appended on the loop thread: snapshots stay consistent
+        # Appended on the loop thread, so snapshots stay consistent; bounded (thinned when
+        # long): a runner's memory must not grow with its epochs. metrics.csv has them all.
+        self.history = EpochHistory(history)
         self.clients: set[Client] = set()
         self.loop = asyncio.new_event_loop()
         self._seq = 0
@@ -202,7 +205,7 @@ class ControlServer:
         if name == "epoch":
             self.history.append(data)
         elif name == "rollback":
-            del self.history[data["global_epoch"] :]
+            self.history.truncate(int(data["global_epoch"]))
         message = protocol.event(name, self.next_seq(), data)
         for client in list(self.clients):
             if client.subscribed:
@@ -284,7 +287,7 @@ class ControlServer:
             if cmd == "hello":
                 self._hello.set()  # the pump goes back to 20 a second at once
                 self._flush()  # epochs still in the outbox belong to the history
-                result["history"] = list(self.history)
+                result["history"] = self.history.rows()
                 if not client.subscribed:
                     self._attached += 1
                 client.subscribed = True

@@ -11,12 +11,16 @@ the training thread loses to it), and a process would need the state copied once
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
+
+T = TypeVar("T")
 
 
 class Snapshot:
@@ -80,6 +84,11 @@ class Snapshot:
         return buffer
 
 
+def state_bytes(state: Any) -> int:
+    """The bytes of the tensors in `state`."""
+    return sum(t.numel() * t.element_size() for t in _tensors(state))
+
+
 def _tensors(value: Any) -> Iterator[torch.Tensor]:
     """The tensors of `value` in the order Snapshot._copy meets them."""
     if isinstance(value, torch.Tensor):
@@ -130,3 +139,53 @@ class BackgroundWriter:
         error, self._error = self._error, None
         if error is not None:
             raise error
+
+
+WRITER_NICE = 10  # the writer's niceness: training's threads come first for the cores
+
+
+def run_lowered(fn: Callable[[], T]) -> T:
+    """`fn()` on a thread of its own at a lower priority; its result or its exception.
+
+    For work that leaves the GIL free (torch.save's zip writing and file I/O): Python code
+    run at a low priority would hold the GIL while the scheduler keeps it off the cores,
+    and the training thread would wait for it (the manifest's YAML stays on the writer's
+    own thread, at the usual priority, for that reason).
+    """
+    out: list[T] = []
+    error: list[BaseException] = []
+
+    def run() -> None:
+        lower_priority()
+        try:
+            out.append(fn())
+        except BaseException as exc:  # noqa: BLE001 - raised again on the caller's thread
+            error.append(exc)
+
+    thread = threading.Thread(target=run, name="lrconsole-checkpoint-io", daemon=True)
+    thread.start()
+    thread.join()
+    if error:
+        raise error[0]
+    return out[0]
+
+
+def lower_priority(nice: int | None = None) -> None:
+    """Lower the calling thread's CPU (and, with it, disk) priority, on Linux.
+
+    On a machine whose cores training keeps busy, a write at the same priority takes a
+    core from it for as long as it runs (seconds at 100M parameters); at niceness 10 the
+    scheduler gives it about a tenth of a contended core and all of an idle one: the
+    write's cost is spread thinner over more epochs, with no epoch twice as long. Linux
+    applies setpriority to one thread when given its thread id; elsewhere it would
+    reach the whole process, so nothing is done there. Priority is never raised back:
+    an unprivileged process may not.
+    """
+    nice = WRITER_NICE if nice is None else nice
+    if sys.platform != "linux" or nice <= 0:
+        return
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, max(os.getpriority(os.PRIO_PROCESS, tid), nice))
+    except (OSError, AttributeError):
+        pass  # not permitted or not supported: the write runs at the usual priority

@@ -6,14 +6,13 @@ the session and the engine, never the trainer that wires them.
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any
 
 from lrconsole.core.session.layout import checkpoint_name
 from lrconsole.core.session.session import Session
 from lrconsole.core.session.store import save_checkpoint
-from lrconsole.core.session.writer import BackgroundWriter, Snapshot
+from lrconsole.core.session.writer import BackgroundWriter, Snapshot, run_lowered, state_bytes
 from lrconsole.core.train import events as ev
 from lrconsole.core.train.engine import Engine
 
@@ -39,16 +38,20 @@ def record_state(session: Session, engine: Engine, plan_every: float = 0.5) -> N
     """Keep the manifest in step: the plan, paused or running, policy marks, divergence.
 
     While training, plan changes are written at most every `plan_every` seconds (at the
-    first epoch end after that): a client that queues or sets the LR in a tight loop
-    must not turn every step into a manifest write. A paused run writes at once.
+    first epoch end after that), and at most every BUDGET times the last write's time: a
+    client that queues or sets the LR in a tight loop must not turn every step into a
+    manifest write, and a plan of 10,000 segments (a second of YAML) must not turn
+    training into manifest writing. A paused run writes at once.
     """
-    written, dirty = [0.0], [False]
+    written, dirty, cost = [0.0], [False], [0.0]
 
     def write_plan(_: ev.Event) -> None:
         now = time.monotonic()
-        if engine.paused is not None or now - written[0] >= plan_every:
+        every = max(plan_every, Checkpointer.BUDGET * cost[0])
+        if engine.paused is not None or now - written[0] >= every:
             session.write_manifest()
-            written[0], dirty[0] = now, False
+            written[0], dirty[0] = time.monotonic(), False
+            cost[0] = written[0] - now
         else:
             dirty[0] = True
 
@@ -88,12 +91,17 @@ class Checkpointer:
     `--checkpoint-every` seconds), `BUDGET` times the last save's blocking time (so the
     training thread waits on checkpoints for about 2% of the time at most) and
     `WRITE_BUDGET` times the last background write (which takes a core and the disk from
-    training while it runs). `interval` 0: a checkpoint at every epoch end, whatever it costs.
+    training while it runs) and `BUDGET` times the last manifest commit (YAML, which holds
+    the GIL: a second for a plan of 10,000 segments). Segment ends checkpoint too, unless
+    the last checkpoint is more recent than that cost allows (one-epoch segments in a long
+    plan would otherwise write the manifest every epoch). `interval` 0: a checkpoint at
+    every epoch end and segment end, whatever it costs.
     """
 
     BUDGET = 50
     WRITE_BUDGET = 10
     BIG = 256 << 20  # state bytes from which the copy buffers are made in the background
+    COSTLY_COMMIT = 0.01  # CPU seconds of a manifest commit from which segment ends wait
 
     def __init__(self, session: Session, engine: Engine, interval: float = 2.0) -> None:
         self.session = session
@@ -103,21 +111,35 @@ class Checkpointer:
         self.last_step = engine.global_step
         self.blocked_s = 0.0  # the training thread's time in save(), in all
         self.write_s = 0.0  # the last background write's time (set by the writer thread)
+        self.commit_s = 0.0  # the last manifest commit's CPU time (set by the writer thread)
+        self.cost_interval = 0.0  # the interval the cost alone asks for (every ignored)
         self.snapshot = Snapshot()
         self.writer = BackgroundWriter()
         self.background = True  # False: all on the training thread, as before (benchmarks)
         self._pending: ev.CheckpointSaved | None = None  # announced once written
         engine.on(ev.EpochEnd, self.on_epoch)
-        engine.on(ev.SegmentEnd, lambda _: self.save())
+        engine.on(ev.SegmentEnd, self.on_segment_end)
         engine.on(ev.Paused, lambda _: self.save(wait=True))
 
-    def on_epoch(self, event: ev.EpochEnd) -> None:
-        if self.writer.busy:
+    def on_epoch(self, event: ev.EpochEnd | None) -> None:
+        if self.writer.busy and self.every > 0:
             return  # the last write is still going: try at the next epoch end
         if self._pending is not None:
             self.finish()
         if time.monotonic() - self.last_time >= self.interval:
             self.save(ready_only=True)
+
+    def on_segment_end(self, event: ev.SegmentEnd) -> None:
+        if event.cut and self.every > 0:
+            # An edit cut it (set LR now, end now): the plan records the cut, and a client
+            # setting the LR in a loop must not turn each call into a checkpoint.
+            self.on_epoch(None)
+            return
+        # A short plan's manifest costs a millisecond: every segment end is checkpointed.
+        costly = self.commit_s >= self.COSTLY_COMMIT
+        if costly and self.every > 0 and time.monotonic() - self.last_time < self.cost_interval:
+            return  # too soon for what a checkpoint costs: a later epoch end takes one
+        self.save()
 
     def save(self, force: bool = False, wait: bool = False, ready_only: bool = False) -> None:
         """`ready_only`: a big state's first time makes the copy buffers in the background
@@ -133,11 +155,13 @@ class Checkpointer:
         self.finish()  # at most one write in flight; its buffers are reused next
         step, epoch = engine.global_step, engine.global_epoch
         state = engine.state_dict()
-        if self.background and ready_only and not self.snapshot.fits(state):
+        # A big state's write takes seconds of a core: it runs at a lower priority. A small
+        # one's does not, and training may wait for it (`wait`): the usual priority.
+        big = self.background and state_bytes(state) >= self.BIG
+        if big and ready_only and not self.snapshot.fits(state):
             specs = self.snapshot.specs(state)
-            if sum(math.prod(s) * d.itemsize for s, d, _ in specs) >= self.BIG:
-                self.writer.start(lambda: self.snapshot.allocate(specs))
-                return
+            self.writer.start(lambda: self.snapshot.allocate(specs))
+            return
         if self.background:
             state = self.snapshot.take(state)
         self.session.sync_logs()
@@ -145,9 +169,13 @@ class Checkpointer:
             blocking = time.perf_counter() - began
             self.blocked_s += blocking
             if self.every > 0:
-                cost = max(self.BUDGET * blocking, self.WRITE_BUDGET * self.write_s)
-                self.interval = max(self.every, cost)
-            self.writer.start(lambda: self._write(state, step, epoch, blocking))
+                self.cost_interval = max(
+                    self.BUDGET * blocking,
+                    self.WRITE_BUDGET * self.write_s,
+                    self.BUDGET * self.commit_s,
+                )
+                self.interval = max(self.every, self.cost_interval)
+            self.writer.start(lambda: self._write(state, step, epoch, blocking, big))
         else:
             self._write(state, step, epoch, 0.0)
             self.blocked_s += time.perf_counter() - began
@@ -156,13 +184,23 @@ class Checkpointer:
         if wait:
             self.finish()
 
-    def _write(self, state: dict[str, Any], step: int, epoch: int, blocking: float) -> None:
-        """On the writer's thread: the file, then the manifest that names it."""
+    def _write(
+        self, state: dict[str, Any], step: int, epoch: int, blocking: float, low: bool = False
+    ) -> None:
+        """On the writer's thread: the file (`low`: at a lower priority), then the manifest
+        that names it."""
         session, engine = self.session, self.engine
         began, wall = time.perf_counter(), time.time()
-        rel = save_checkpoint(session.folder, state)
+
+        def write() -> tuple[str, float]:
+            cpu = time.thread_time()
+            return save_checkpoint(session.folder, state), time.thread_time() - cpu
+
+        rel, cpu = run_lowered(write) if low else write()
         written = time.perf_counter()
-        self.write_s = written - began
+        # What the write takes from training: its time, or at a lower priority (where it
+        # waits for idle cores and its time says little), the CPU time it used.
+        self.write_s = cpu if low else written - began
         elapsed = max(time.monotonic() - self.started, 1e-9)
         stats = {
             "interval_s": round(self.interval, 6),
@@ -173,7 +211,9 @@ class Checkpointer:
         }
         at = engine.diverged_at  # diverged after the state was taken: that mark stays
         since = at is not None and at[0] > step
+        cpu = time.thread_time()  # the YAML holds the GIL; the fsync does not
         session.commit_checkpoint(rel, step, epoch, since, wall - 1e-3, **stats)
+        self.commit_s = time.thread_time() - cpu
 
     def finish(self) -> None:
         """Wait for the write in flight and announce it."""
