@@ -93,8 +93,11 @@ def build_parser() -> Parser:
     p.add_argument("session", help="a session name or path")
 
     p = add("attach", "join the runner that is training a session")
-    p.add_argument("session", help="a session name or path")
+    p.add_argument("session", nargs="?", help="a session name or path (or --socket)")
     p.add_argument("--lines", action="store_true", help="print events as lines, no console")
+    p.add_argument(
+        "--socket", type=folder_path, metavar="PATH", help="a runner's control socket (ssh -L)"
+    )
 
     p = add("run", "train a session headless from a schedule, creating or continuing it")
     p.add_argument("session", help="a session name or path")
@@ -130,8 +133,11 @@ def build_parser() -> Parser:
     p.add_argument("session", help="a session name or path")
 
     p = add("status", "one line about a session's runner")
-    p.add_argument("session", help="a session name or path")
+    p.add_argument("session", nargs="?", help="a session name or path (or --socket)")
     p.add_argument("--json", action="store_true", help="print the state as JSON")
+    p.add_argument(
+        "--socket", type=folder_path, metavar="PATH", help="a runner's control socket (ssh -L)"
+    )
 
     p = add("stop", "ask a session's runner to save and exit")
     p.add_argument("session", help="a session name or path")
@@ -184,6 +190,15 @@ def build_parser() -> Parser:
         metavar="N",
         help="optimizer steps per epoch (default: the schedule's steps_per_epoch, else 1)",
     )
+
+    from lrconsole.cli.steering import add_commands as add_steering
+
+    add_steering(add)
+
+    p = add("compare", "runs side by side: a table of their metrics and one chart")
+    p.add_argument("sessions", nargs="+", metavar="SESSION", help="two or more sessions")
+    p.add_argument("--metric", default=None, help="the metric to chart (default: the monitor)")
+    p.add_argument("--log", action="store_true", help="log scale for the chart")
     return parser
 
 
@@ -217,6 +232,9 @@ def check(parser: Parser, args: argparse.Namespace) -> None:
     if args.sessions_dir.exists() and not args.sessions_dir.is_dir():
         default = "" if given else " (the default)"
         command.error(f"--sessions-dir: {args.sessions_dir}{default} is a file, not a folder")
+    if args.command in ("attach", "status") and (args.session is None) == (args.socket is None):
+        both = args.session is not None
+        command.error("give a SESSION or --socket PATH" + (", not both" if both else ""))
     if args.command == "lr-find":  # the runner's rules: 0 < start_lr < end_lr <= 10, steps
         from lrconsole.protocol import ProtocolError, check_args
 
@@ -225,6 +243,9 @@ def check(parser: Parser, args: argparse.Namespace) -> None:
             check_args("lr_find", options)
         except ProtocolError as exc:
             command.error(exc.message)
+
+
+STEERING = ("set-lr", "end-segment", "extend", "queue", "pause", "resume")
 
 
 def dispatch(args: argparse.Namespace) -> int:
@@ -241,10 +262,22 @@ def dispatch(args: argparse.Namespace) -> int:
         from lrconsole.cli.prune import cmd_prune
 
         return cmd_prune(args)
+    if command == "compare":
+        from lrconsole.cli.compare import cmd_compare
+
+        return cmd_compare(args)
+    if command in STEERING:
+        from lrconsole.cli.steering import run_command
+
+        return run_command(args)
     if command in ("rollback", "lr-find", "preview"):
         from lrconsole.cli.strategies import dispatch as strategies
 
         return strategies(args)
+    if command == "attach" and args.socket is not None and not args.lines:
+        from lrconsole.cli.remote import cmd_attach_socket
+
+        return cmd_attach_socket(args)
     if command in ("status", "stop") or (command == "attach" and args.lines):
         from lrconsole.cli import remote as remote_commands
 
