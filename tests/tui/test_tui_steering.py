@@ -241,6 +241,17 @@ async def test_a_reopened_session_proposes_the_last_lr(tmp_path: Path) -> None:
         assert screen.query_one("#lr", NumberInput).value == "0.007"
 
 
+async def test_a_reopened_session_after_a_decay_proposes_its_base_lr(tmp_path: Path) -> None:
+    """A cosine segment ends near 0: the planner proposes the LR the operator chose."""
+    client = FakeClient(segments=[(30, 0.03), (10, 0.007)], queued=[])
+    client.snapshot["plan"]["segments"][-1]["shape"] = "cosine"
+    client.snapshot["history"][-1]["lr"] = 2.5e-06  # where the decay ended
+    app = app_for(tmp_path, client)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await ready(pilot, app)
+        assert screen.query_one("#lr", NumberInput).value == "0.007"
+
+
 # -- §1: steering keys work while a field has the focus -------------------------------------
 async def test_lr_keys_send_set_lr_and_say_the_new_lr(tmp_path: Path) -> None:
     client = FakeClient()  # last LR 0.01
