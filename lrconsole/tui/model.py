@@ -132,6 +132,15 @@ class RunModel:
                 series.append(math.nan)
             self.lr.append(self.lr.last)
 
+    def last_trained_lr(self) -> float:
+        """The LR of the last segment that trained (its base LR, not where a decay
+        ended), else the last epoch's, else NaN."""
+        segs, trained = self.segments(), self.segment_first_epoch
+        last = segs[max(trained)] if trained and max(trained) < len(segs) else {}
+        if "lr" in last:
+            return float(last["lr"])
+        return self.lr.last if len(self.lr) else math.nan
+
     def add_policy_mark(self, epoch: int, policy: str) -> None:
         if (epoch, policy) not in self.policy_marks:
             self.policy_marks.append((epoch, policy))

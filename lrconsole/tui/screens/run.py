@@ -150,11 +150,9 @@ class RunScreen(SteeringActions, Screen[None]):
             self.query_one(Planner).take_focus()
 
     def propose_last_lr(self) -> None:
-        """A reopened session's planner proposes the last segment's LR (its base LR, not
-        where a decay ended), else the last epoch's. Once: later snapshots (after a
-        rollback) must not overwrite what the operator or a strategy put."""
-        chosen = [float(s["lr"]) for s in self.model.segments() if "lr" in s]
-        lr = chosen[-1] if chosen else self.model.lr.last if len(self.model.lr) else math.nan
+        """A reopened session's planner proposes the LR it trained at last. Once: later
+        snapshots (after a rollback) must not overwrite what the operator or a strategy put."""
+        lr = self.model.last_trained_lr()
         if self._lr_proposed:
             return
         self._lr_proposed = self.controller.connected or math.isfinite(lr)
