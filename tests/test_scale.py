@@ -226,21 +226,17 @@ def test_the_interval_adapts_to_the_checkpoint_cost(tmp_path: Path) -> None:
     )
     saved: list[ev.CheckpointSaved] = []
     trainer.engine.on(ev.CheckpointSaved, saved.append)
-    began = time.monotonic()
     assert trainer.engine.run() == "done"
-    elapsed = time.monotonic() - began
     trainer.close()
     stats = Manifest.read(tmp_path / "s").checkpointing
     assert stats is not None
     assert stats["interval_s"] >= max(0.001, 50 * stats["blocking_s"]) - 1e-3
     assert stats["bytes"] > 0 and 0 <= stats["share"] < 1
-    # Each checkpoint (but the one at the end) lies at least one interval after the last.
-    assert len(saved) <= elapsed / (50 * min_blocking(stats)) + 2
+    # The interval grew from the 1 ms asked for to the checkpoint's cost, so far fewer
+    # than the 60 epoch ends took one. (A count bound from the last interval alone was
+    # flaky: earlier intervals, set from other saves' costs, can be shorter.)
+    assert stats["interval_s"] >= 0.01
     assert len(saved) < 60
-
-
-def min_blocking(stats: dict[str, Any]) -> float:
-    return max(float(stats["interval_s"]) / 50, 1e-4)
 
 
 def test_show_and_prune(tmp_path: Path) -> None:
