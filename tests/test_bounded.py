@@ -104,6 +104,35 @@ def test_the_server_keeps_a_bounded_history_and_rolls_it_back_by_epoch(tmp_path:
         server.close("shutdown")
 
 
+def test_the_trainers_history_is_bounded_and_a_rollback_finds_the_best_on_disk(
+    tmp_path: Path,
+) -> None:
+    trainer = Trainer.open(
+        tmp_path / "s", schedule=Schedule([Segment(0.01, epochs=6)]), tensorboard=False
+    )
+    try:
+        trainer.engine.run()
+        session = trainer.session
+        losses = [r["metrics"]["test_loss"] for r in trainer.history]
+        assert len(losses) == 6
+        # 20,000 more epochs recorded (as an endless run would): memory stays capped.
+        for epoch in range(7, 20_007):
+            session.history.append(row(epoch))
+        assert len(trainer.history) <= CAP
+        assert epochs_of(trainer.history)[-1] == 20_006
+        # A rollback to epoch 3: the best of epochs 1..3 comes from metrics.csv, every row.
+        session.metrics_log.sync()
+        session.branch_off(3, 6, list(trainer.manifest.segments))
+        best = trainer.manifest.best
+        assert best is not None and best["metric"] == "test_loss"
+        assert best["value"] == min(losses[:3])
+        assert best["epoch"] == 1 + losses[:3].index(min(losses[:3]))
+        kept = epochs_of(trainer.history)  # thinned by the 20,000: epoch 1 always stays
+        assert kept[0] == 1 and kept[-1] <= 3
+    finally:
+        trainer.close()
+
+
 def test_the_plan_reads_the_lr_of_10000_segments_at_their_boundaries() -> None:
     segments = [Segment(1e-3 * (1 + i % 7), epochs=1 + i % 3) for i in range(10_000)]
     plan = Plan(segments, steps_per_epoch=5)

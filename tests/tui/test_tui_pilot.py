@@ -64,8 +64,20 @@ async def wait_for(
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            raise AssertionError(f"timed out waiting for {what}{describe(pilot.app)}")
         await pilot.pause(0.05)
+
+
+def describe(app: Any) -> str:
+    """What the console knew when a wait timed out: a failure in CI explains itself."""
+    screens = [s for s in app.screen_stack if isinstance(s, RunScreen)]
+    if not screens:
+        return f" (screens: {app.screen_stack})"
+    model, sent = screens[0].model, screens[0].controller.sent
+    return (
+        f" (state {model.state}, epoch {model.global_epoch}, step {model.global_step}, "
+        f"plan {model.segments()}, last commands {sent[-4:]}, screen {app.screen})"
+    )
 
 
 def run_screen(app: ConsoleApp) -> RunScreen:

@@ -63,6 +63,7 @@ async def test_lr_and_segment_keys_steer_the_running_segment(session: Path) -> N
         await wait_for(
             pilot,
             lambda: screen.model.state.get("reason") == "queue_empty" and not screen.model.running,
+            timeout=40,  # the epoch in progress ends first; a loaded CI box is slow
             what="the end of the segment",
         )
         ended_at = screen.model.global_epoch

@@ -17,9 +17,10 @@ from lrconsole.core.plan.plan import Plan
 from lrconsole.core.plan.schedule import Schedule
 from lrconsole.core.plan.segment import Segment
 from lrconsole.core.session.discover import rollback_epochs
+from lrconsole.core.session.history import EpochHistory
 from lrconsole.core.session.layout import branch_files, checkpoint_files, checkpoint_step
 from lrconsole.core.session.manifest import Manifest
-from lrconsole.core.session.metrics import MetricsLog, best_of, better, write_rows
+from lrconsole.core.session.metrics import MetricsLog, best_of, better, read_rows, write_rows
 from lrconsole.core.session.store import SessionLock, prune_checkpoints, save_checkpoint
 from lrconsole.core.session.tensorboard import TensorBoardLogger
 
@@ -30,7 +31,8 @@ class Session:
         self.manifest = manifest
         self.lock = lock
         self.metrics_log = MetricsLog(folder, manifest.metrics)
-        self.history: list[dict[str, Any]] = []  # rows as EpochEnd.to_dict() gives them
+        # Rows as EpochEnd.to_dict() gives them, thinned: bounded however long the run.
+        self.history = EpochHistory()
         self.tensorboard: TensorBoardLogger | None = None
         # The live plan's segments (the engine's): what the manifest records on each write.
         self.live_segments: Callable[[], list[Segment]] = lambda: list(manifest.segments)
@@ -51,7 +53,7 @@ class Session:
         return rows
 
     def set_history(self, history: list[dict[str, Any]], position_epoch: int) -> None:
-        self.history = history
+        self.history = EpochHistory(history)
         m = self.manifest
         if m.best is not None and int(m.best.get("epoch", 0)) > position_epoch:
             m.best = best_of(history, m.monitor, m.monitor_mode)
@@ -171,12 +173,27 @@ class Session:
         m.path += 1
         m.policy_marks = [mark for mark in m.policy_marks if mark["epoch"] <= epoch]
         m.diverged = None
-        self.history = self.history[:epoch]
-        m.best = best_of(self.history, m.monitor, m.monitor_mode)
+        self.history.truncate(epoch)
+        m.best = self._best_in_metrics_file()
         if self.tensorboard is not None:  # the new path is a new TensorBoard run
             self.tensorboard.close()
             self.tensorboard = TensorBoardLogger(self.folder, 0, m.path)
         return branch
+
+    def _best_in_metrics_file(self) -> dict[str, Any] | None:
+        """The best monitored value over metrics.csv (every epoch; the history is thinned)."""
+        m, best = self.manifest, None
+        best_value = 0.0
+        for row in read_rows(self.metrics_log.path):
+            text = row.get(m.monitor) or ""
+            try:
+                value = float(text)
+            except ValueError:
+                continue
+            if value == value and (best is None or better(value, best_value, m.monitor_mode)):
+                best_value = value
+                best = {"metric": m.monitor, "value": value, "epoch": int(row["global_epoch"])}
+        return best
 
     def move_to(self, checkpoint: str, global_step: int, global_epoch: int) -> None:
         """Stand at a kept checkpoint. Checkpoints past it go: left behind, pruning would

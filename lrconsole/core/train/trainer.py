@@ -16,6 +16,7 @@ from lrconsole.core.plan.plan import Plan
 from lrconsole.core.plan.schedule import Schedule
 from lrconsole.core.session.layout import LOCK, MANIFEST, checkpoint_name
 from lrconsole.core.session.manifest import Manifest, SessionError
+from lrconsole.core.session.metrics import GRAD_COLUMNS
 from lrconsole.core.session.session import Session
 from lrconsole.core.session.store import SessionLock, load_checkpoint
 from lrconsole.core.tasks.task import Task
@@ -34,6 +35,7 @@ class Trainer:
         self.plan = Plan(m.segments, m.steps_per_epoch)
         self.engine = Engine(task, self.plan, m.optimizer)
         self.engine.guard.spike_factor = m.spike_factor
+        self.engine.grads.guard.configure(m.grad_guard)
         session.live_segments = self.engine.segments
         self.checkpointer: Checkpointer | None = None
 
@@ -47,7 +49,9 @@ class Trainer:
 
     @property
     def history(self) -> list[dict[str, Any]]:
-        return self.session.history
+        """The epoch rows held in memory (a copy): every epoch of a short run, a long
+        run's thinned to a bounded number."""
+        return self.session.history.rows()
 
     @property
     def closed(self) -> bool:
@@ -63,8 +67,14 @@ class Trainer:
         tensorboard: bool = True,
         task: Task | None = None,
         optimizer: torch.optim.Optimizer | None = None,
+        grad_norm: bool = True,
+        grad_norm_layers: bool = False,
     ) -> Trainer:
-        """Create the session from `schedule`, or continue it (with `schedule` as its plan)."""
+        """Create the session from `schedule`, or continue it (with `schedule` as its plan).
+
+        `grad_norm`: gradient diagnostics (metrics.csv's grad_norm columns, the gradient
+        guard); `grad_norm_layers`: also each layer's norm to TensorBoard at epoch ends.
+        """
         exists = (folder / MANIFEST).is_file()
         if not exists and schedule is None:
             raise SessionError(f"no session at {folder}: give a schedule to create one")
@@ -76,6 +86,8 @@ class Trainer:
         lock.acquire()
         try:
             trainer = cls._build(folder, manifest, schedule, lock, task, optimizer)
+            trainer.engine.grads.set_enabled(grad_norm)
+            trainer.engine.grads.layers = grad_norm and grad_norm_layers
             trainer.wire_handlers(checkpoint_interval, tensorboard)
         except BaseException:
             lock.release()
@@ -148,6 +160,8 @@ class Trainer:
 
     def wire_handlers(self, checkpoint_interval: float, tensorboard: bool) -> None:
         session, engine = self.session, self.engine
+        if engine.grads.stats is not None:
+            session.metrics_log.add_columns(GRAD_COLUMNS)
         rows = session.open_files(engine.global_epoch, tensorboard)
         history = [build.history_row(r, session.manifest.metrics) for r in rows]
         session.set_history(history, engine.global_epoch)
