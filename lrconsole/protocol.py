@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from lrconsole.core.plan import settings as opt
 from lrconsole.core.plan.schema import (
     EPOCHS_MAX,
     ID_MAX,
@@ -34,6 +35,8 @@ COMMANDS = (
     "resume",
     "queue",
     "set_lr",
+    "set",
+    "note",
     "end_segment",
     "extend_segment",
     "stop_after_epoch",
@@ -41,6 +44,7 @@ COMMANDS = (
     "shutdown",
     "rollback",
     "rollback_points",
+    "pin",
     "lr_find",
 )
 
@@ -163,15 +167,28 @@ def _lr_find_steps(f: Field) -> int:
     return value
 
 
+ABSENT = object()  # an optional argument not given (for `set`, null means "clip off")
+
+
+def _note_segment(f: Field) -> int:
+    value = f.value
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < ID_MAX:
+        f.refuse(f"note: segment must be a segment's index from 0, got {show(value)}")
+    return value
+
+
 # Each command's arguments, one line each; a command not listed takes none.
 ARGS: dict[str, dict[str, Arg]] = {
     "hello": {"client": Arg(_client, "client")},
     "queue": {"segments": Arg(_queue_segments, REQUIRED), "replace": Arg(Field.boolean, False)},
     "set_lr": {"lr": Arg(read_lr, REQUIRED)},
+    "set": {"lr": Arg(read_lr, ABSENT), **{k: Arg(r, ABSENT) for k, r in opt.READERS.items()}},
+    "note": {"segment": Arg(_note_segment, REQUIRED), "text": Arg(opt.read_note, REQUIRED)},
     "end_segment": {"now": Arg(Field.boolean, False)},
     "extend_segment": {"epochs": Arg(_extend_epochs, REQUIRED)},
     "resume": {"accept": Arg(Field.boolean, False)},
     "rollback": {"epoch": Arg(lambda f: f.whole(minimum=0), REQUIRED)},
+    "pin": {"epoch": Arg(lambda f: f.whole(minimum=0), REQUIRED), "on": Arg(Field.boolean, True)},
     "lr_find": {
         "start_lr": Arg(read_lr, 1e-6),
         "end_lr": Arg(read_lr, 10.0),
@@ -192,9 +209,18 @@ def _check_lr_find(args: dict[str, Any]) -> None:
         raise ProtocolError("bad_args", "lr_find: end_lr must be above start_lr")
 
 
+def _check_set(args: dict[str, Any]) -> None:
+    for name in [k for k, v in args.items() if v is ABSENT]:
+        del args[name]
+    if not args:
+        known = ", ".join(("lr", *opt.SETTINGS))
+        raise ProtocolError("bad_args", f"set: give at least one of {known}")
+
+
 # Rules across a command's arguments, after each is read.
 CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
     "queue": _check_queue,
+    "set": _check_set,
     "lr_find": _check_lr_find,
 }
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from lrconsole import __version__
+from lrconsole.cli.args import with_session
 from lrconsole.errors import UserError
 
 DESCRIPTION = """\
@@ -89,8 +90,7 @@ def build_parser() -> Parser:
     p.add_argument("--task", default=None, help="lesson, module.path:factory or file.py:factory")
     p.add_argument("--seed", type=whole(0), default=None, help="training seed (default 0)")
 
-    p = add("open", "open the console on a session, resuming it")
-    p.add_argument("session", help="a session name or path")
+    p = with_session(add("open", "open the console on a session, resuming it"))
 
     p = add("attach", "join the runner that is training a session")
     p.add_argument("session", nargs="?", help="a session name or path (or --socket)")
@@ -99,8 +99,9 @@ def build_parser() -> Parser:
         "--socket", type=folder_path, metavar="PATH", help="a runner's control socket (ssh -L)"
     )
 
-    p = add("run", "train a session headless from a schedule, creating or continuing it")
-    p.add_argument("session", help="a session name or path")
+    p = with_session(
+        add("run", "train a session headless from a schedule, creating or continuing it")
+    )
     p.add_argument("--schedule", type=Path, help="schedule YAML (required for a new session)")
     p.add_argument("--task", default=None, help="override the schedule's task spec")
     p.add_argument("--seed", type=whole(0), default=None, help="override the schedule's seed")
@@ -109,11 +110,37 @@ def build_parser() -> Parser:
     )
     p.add_argument("--no-tensorboard", action="store_true", help="skip TensorBoard logging")
     p.add_argument(
+        "--no-grad-norm",
+        action="store_true",
+        help="no gradient diagnostics: no grad_norm columns and no gradient guard",
+    )
+    p.add_argument(
+        "--grad-norm-layers",
+        action="store_true",
+        help="also log each layer's gradient norm to TensorBoard at epoch ends",
+    )
+    p.add_argument(
         "--nproc",
         type=whole(1),
         default=1,
         metavar="N",
         help="train with N processes under torchrun (DDP: gloo on CPU, nccl on GPU)",
+    )
+    p.add_argument(
+        "--nnodes", type=whole(1), default=1, metavar="N", help="machines in the run (default 1)"
+    )
+    p.add_argument(
+        "--node-rank",
+        type=whole(0),
+        default=0,
+        metavar="K",
+        help="this machine's number, 0..N-1; node 0 holds the session folder",
+    )
+    p.add_argument(
+        "--rdzv-endpoint",
+        default=None,
+        metavar="HOST:PORT",
+        help="node 0's address and a free port for torchrun's c10d rendezvous",
     )
     p.add_argument(
         "--checkpoint-every",
@@ -123,14 +150,12 @@ def build_parser() -> Parser:
         help="checkpoint at the first epoch end this long after the last one (default 2)",
     )
 
-    p = add("export", "write the path a session took as a replayable schedule YAML")
-    p.add_argument("session", help="a session name or path")
+    p = with_session(add("export", "write the path a session took as a replayable schedule YAML"))
     p.add_argument("-o", "--output", metavar="FILE", help="output file; - or none: standard output")
 
     add("sessions", "list sessions: name, task, epochs, last metrics, state")
 
-    p = add("show", "a session's segments with per-segment metrics")
-    p.add_argument("session", help="a session name or path")
+    p = with_session(add("show", "a session's segments with per-segment metrics"))
 
     p = add("status", "one line about a session's runner")
     p.add_argument("session", nargs="?", help="a session name or path (or --socket)")
@@ -139,15 +164,16 @@ def build_parser() -> Parser:
         "--socket", type=folder_path, metavar="PATH", help="a runner's control socket (ssh -L)"
     )
 
-    p = add("stop", "ask a session's runner to save and exit")
-    p.add_argument("session", help="a session name or path")
+    p = with_session(add("stop", "ask a session's runner to save and exit"))
 
-    p = add("rollback", "go back to a kept checkpoint; the abandoned path stays as a branch")
-    p.add_argument("session", help="a session name or path")
+    p = with_session(
+        add("rollback", "go back to a kept checkpoint; the abandoned path stays as a branch")
+    )
     p.add_argument("--epoch", type=whole(0), help="the epoch to go back to (default: list them)")
 
-    p = add("prune", "remove checkpoints a session no longer needs; prints what it freed")
-    p.add_argument("session", help="a session name or path")
+    p = with_session(
+        add("prune", "remove checkpoints a session no longer needs; prints what it freed")
+    )
     p.add_argument(
         "--keep",
         type=whole(0),
@@ -157,8 +183,13 @@ def build_parser() -> Parser:
     )
     p.add_argument("--keep-boundaries", action="store_true", help="keep every segment boundary too")
 
-    p = add("lr-find", "LR range test on a copy of the model; proposes an LR")
-    p.add_argument("session", help="a session name or path")
+    p = with_session(
+        add("pin", "keep a checkpoint for good (pruning skips it); no EPOCH: list them")
+    )
+    p.add_argument("epoch", type=whole(0), nargs="?", help="the epoch whose checkpoint to pin")
+    p.add_argument("--off", action="store_true", help="unpin it instead")
+
+    p = with_session(add("lr-find", "LR range test on a copy of the model; proposes an LR"))
     p.add_argument(
         "--start-lr",
         type=float,
@@ -194,11 +225,17 @@ def build_parser() -> Parser:
     from lrconsole.cli.steering import add_commands as add_steering
 
     add_steering(add)
+    from lrconsole.cli.admin import add_commands as add_admin
+
+    add_admin(add)
 
     p = add("compare", "runs side by side: a table of their metrics and one chart")
     p.add_argument("sessions", nargs="+", metavar="SESSION", help="two or more sessions")
     p.add_argument("--metric", default=None, help="the metric to chart (default: the monitor)")
     p.add_argument("--log", action="store_true", help="log scale for the chart")
+    from lrconsole.cli.plot import add_command as add_plot
+
+    add_plot(add)
     return parser
 
 
@@ -245,7 +282,7 @@ def check(parser: Parser, args: argparse.Namespace) -> None:
             command.error(exc.message)
 
 
-STEERING = ("set-lr", "end-segment", "extend", "queue", "pause", "resume")
+STEERING = ("set-lr", "set", "note", "end-segment", "extend", "queue", "pause", "resume")
 
 
 def dispatch(args: argparse.Namespace) -> int:
@@ -258,14 +295,22 @@ def dispatch(args: argparse.Namespace) -> int:
         from lrconsole.cli import info
 
         return int(getattr(info, f"cmd_{command}")(args))
-    if command == "prune":
-        from lrconsole.cli.prune import cmd_prune
+    if command in ("prune", "pin"):
+        from lrconsole.cli import prune
 
-        return cmd_prune(args)
+        return prune.cmd_prune(args) if command == "prune" else prune.cmd_pin(args)
     if command == "compare":
         from lrconsole.cli.compare import cmd_compare
 
         return cmd_compare(args)
+    if command == "plot":
+        from lrconsole.cli.plot import cmd_plot
+
+        return cmd_plot(args)
+    if command in ("delete", "rename"):
+        from lrconsole.cli.admin import run_command as admin
+
+        return admin(args)
     if command in STEERING:
         from lrconsole.cli.steering import run_command
 

@@ -40,8 +40,15 @@ def load_schedule(args: argparse.Namespace) -> Schedule | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from lrconsole.dist.launch import check_nodes
+
+    nodes = check_nodes(args.nnodes, args.node_rank, args.rdzv_endpoint, args.detach)
     folder = session_folder(args)
     schedule = load_schedule(args)
+    if nodes is not None and nodes.rank > 0:  # the session and its plan live on node 0
+        from lrconsole.dist.launch import run_distributed
+
+        return run_distributed(folder, None, args.nproc, args.checkpoint_every, nodes)
     if schedule is None and not (folder / MANIFEST).is_file():
         raise UserError(f"no session {args.session!r} yet: give --schedule FILE to create it")
     if args.detach:
@@ -51,10 +58,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         ensure_runner(folder, schedule=schedule)
         print(f"runner started for {folder}; attach with `lrconsole attach {args.session}`")
         return 0
-    if args.nproc > 1:
+    if args.nproc > 1 or nodes is not None:
         from lrconsole.dist.launch import run_distributed
 
-        return run_distributed(folder, schedule, args.nproc, args.checkpoint_every)
+        return run_distributed(folder, schedule, args.nproc, args.checkpoint_every, nodes)
     from lrconsole.core.train.trainer import Trainer
     from lrconsole.runner.host import Runner, run_in_foreground
 
@@ -64,6 +71,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             schedule=schedule,
             tensorboard=not args.no_tensorboard,
             checkpoint_interval=args.checkpoint_every,
+            grad_norm=not args.no_grad_norm,
+            grad_norm_layers=args.grad_norm_layers,
         )
     except OSError as exc:  # a full disk, a read-only folder: nothing trained yet
         why = why_unwritable(folder, exc)

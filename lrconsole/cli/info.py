@@ -7,10 +7,11 @@ import sys
 from pathlib import Path
 
 from lrconsole.core.plan.plan import Plan
+from lrconsole.core.plan.schema import GRAD_GUARD_FIELDS
 from lrconsole.core.session.discover import list_sessions, read_metrics, resolve_session
 from lrconsole.core.session.layout import METRICS, checkpoint_files
 from lrconsole.core.session.manifest import Manifest
-from lrconsole.core.session.metrics import check_file
+from lrconsole.core.session.metrics import GRAD_COLUMNS, check_file
 from lrconsole.errors import UserError
 
 
@@ -48,7 +49,7 @@ def cmd_sessions(args: argparse.Namespace) -> int:
         last = "  ".join(
             f"{k} {v:.4g}"
             for k, v in s.last.items()
-            if k not in ("global_epoch", "global_step", "segment", "time")
+            if k not in ("global_epoch", "global_step", "segment", "time", *GRAD_COLUMNS)
         )
         # The folder's name is the one to type; a copied folder keeps its manifest's name.
         rows.append([s.dir.name, s.task, str(s.epochs), last or "-", s.state])
@@ -67,6 +68,24 @@ def disk_use(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
+def guards_line(m: Manifest) -> str:
+    """The divergence guards' settings (schedule fields spike_factor and grad_*)."""
+    g = {**GRAD_GUARD_FIELDS, **m.grad_guard}
+
+    def spike(factor: float | None) -> str:
+        return f"spike > {factor:g}x the recent mean" if factor else "off"
+
+    vanish = (
+        f"mean below {g['grad_vanish']:g} for {g['grad_vanish_patience']} epochs"
+        if g["grad_vanish"] is not None
+        else "off"
+    )
+    return (
+        f"guards: loss {spike(m.spike_factor)}; gradient norm "
+        f"{spike(g['grad_spike_factor'])}, vanishing {vanish}"
+    )
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     folder = resolve_session(args.sessions_dir, args.session)
     m = Manifest.read(folder)
@@ -80,6 +99,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(f"epoch {m.global_epoch}  step {m.global_step}  ({m.steps_per_epoch} steps per epoch)")
     if m.best:
         print(f"best {m.best['metric']} {m.best['value']:.6g} at epoch {m.best['epoch']}")
+    print(guards_line(m))
     bad = m.diverged if m.diverged and int(m.diverged.get("step", 0)) > m.global_step else None
     out = [["#", "EPOCHS", "SEGMENT", f"{m.monitor} START", f"{m.monitor} END", "CHANGE", "STATUS"]]
     for i, seg in enumerate(plan.segments):  # numbered from 1, as in the console
@@ -107,9 +127,12 @@ def cmd_show(args: argparse.Namespace) -> int:
             ]
         )
     print(table(out))
+    for i, seg in enumerate(plan.segments):  # `lrconsole note` edits them
+        if seg.note:
+            print(f"note {i + 1}: {seg.note}")
     if bad is not None:
         print(
-            f"the loss diverged in epoch {bad['epoch']} at lr {float(bad.get('lr', 0)):g}: roll "
+            f"the run diverged in epoch {bad['epoch']} at lr {float(bad.get('lr', 0)):g}: roll "
             f"back (`lrconsole rollback {folder.name} --epoch N`), or accept and go on as "
             f"planned (`lrconsole resume {folder.name} --accept-divergence` on its runner)"
         )

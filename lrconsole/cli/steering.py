@@ -1,5 +1,6 @@
-"""`lrconsole set-lr`, `end-segment`, `extend`, `queue`, `pause` and `resume`: steering a
-live runner from the shell, one line each. Parsing stays light: the client loads on use."""
+"""`lrconsole set-lr`, `set`, `note`, `end-segment`, `extend`, `queue`, `pause` and
+`resume`: steering a live runner from the shell, one line each (`note` edits a session no
+runner holds on disk). Parsing stays light: the client loads on use."""
 
 from __future__ import annotations
 
@@ -9,11 +10,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from lrconsole.cli.args import with_session
+from lrconsole.core.plan import settings as opt
 from lrconsole.core.plan import shapes
 from lrconsole.core.plan.schema import EPOCHS_MAX, Field, FieldError, read_epochs, read_lr
 from lrconsole.errors import UserError
 
-COMMANDS = ("set-lr", "end-segment", "extend", "queue", "pause", "resume")
+COMMANDS = ("set-lr", "set", "note", "end-segment", "extend", "queue", "pause", "resume")
+SET_KEYS = ("lr", *opt.SETTINGS)
 
 
 def _schema_type(rule: Callable[[Field], Any], name: str) -> Callable[[str], Any]:
@@ -42,6 +46,64 @@ def _shape(text: str) -> str:
     return text
 
 
+def _number(text: str) -> Any:
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            return text  # the schema's rule says what it must be
+
+
+def _setting(text: str) -> tuple[str, Any]:
+    """`momentum=0.9`, `betas=0.9,0.99`, `clip_grad_norm=off`: a name and its value, checked."""
+    name, eq, raw = text.partition("=")
+    if not eq or name not in SET_KEYS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not KEY=VALUE with KEY one of {', '.join(SET_KEYS)}"
+        )
+    value: Any = _number(raw)
+    if name == "betas":
+        value = [_number(part) for part in raw.split(",")]
+    elif name == "clip_grad_norm" and raw.lower() in ("off", "none", "null"):
+        value = None
+    rule = read_lr if name == "lr" else opt.READERS[name]
+    try:
+        rule(Field(value, name))
+    except FieldError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return name, value
+
+
+def _typed(rule: Callable[[Field], Any], name: str, parse: Callable[[str], Any]) -> Any:
+    """An argparse type: `parse` the text, then check it by the schema's rule."""
+
+    def check(text: str) -> Any:
+        value = parse(text)
+        try:
+            rule(Field(value, name))
+        except FieldError as exc:
+            raise argparse.ArgumentTypeError(str(exc).removeprefix(f"{name}: ")) from None
+        return value
+
+    return check
+
+
+def _shown(value: Any) -> str:
+    """A setting as `set` takes it: 0.9, 0.9,0.999 or off."""
+    if value is None:
+        return "off"
+    return ",".join(f"{v:g}" for v in value) if isinstance(value, list) else f"{value:g}"
+
+
+def _segment_number(text: str) -> int:
+    value = _number(text)
+    if not isinstance(value, int) or value < 1:
+        raise argparse.ArgumentTypeError(f"must be a segment number from 1, got {text!r}")
+    return value
+
+
 def _extend_epochs(text: str) -> int:
     try:
         value = int(text)
@@ -57,16 +119,32 @@ def _extend_epochs(text: str) -> int:
 def add_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
     """Register the steering commands with the main parser's `add`."""
     lr = _schema_type(read_lr, "LR")
-    p = add("set-lr", "train the running segment at LR from the next optimizer step")
-    p.add_argument("session", help="a session name or path")
+    p = with_session(add("set-lr", "train the running segment at LR from the next optimizer step"))
     p.add_argument("lr", type=lr, metavar="LR", help="the learning rate, > 0 and at most 10")
 
-    p = add("end-segment", "end the running segment after this epoch; the queue moves on")
-    p.add_argument("session", help="a session name or path")
+    p = with_session(add("set", "set optimizer settings (and the LR) from the next optimizer step"))
+    p.add_argument(
+        "settings",
+        nargs="+",
+        type=_setting,
+        metavar="KEY=VALUE",
+        help="momentum=0.9 betas=0.9,0.999 weight_decay=1e-4 clip_grad_norm=1 (or off) lr=0.01",
+    )
+
+    p = with_session(
+        add("note", "write a segment's note (live, or on disk when no runner holds it)")
+    )
+    p.add_argument("segment", type=_segment_number, metavar="SEGMENT", help="its number, from 1")
+    p.add_argument("text", type=_typed(opt.read_note, "note", str), help="the note ('' clears)")
+
+    p = with_session(
+        add("end-segment", "end the running segment after this epoch; the queue moves on")
+    )
     p.add_argument("--now", action="store_true", help="end it at the next batch instead")
 
-    p = add("extend", "add epochs to the running segment; a negative number shortens it")
-    p.add_argument("session", help="a session name or path")
+    p = with_session(
+        add("extend", "add epochs to the running segment; a negative number shortens it")
+    )
     p.add_argument(
         "epochs",
         type=_extend_epochs,
@@ -74,8 +152,7 @@ def add_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
         help="epochs to add (negative: to remove; it still finishes the epoch in progress)",
     )
 
-    p = add("queue", "queue a segment after the others")
-    p.add_argument("session", help="a session name or path")
+    p = with_session(add("queue", "queue a segment after the others"))
     p.add_argument(
         "--epochs",
         type=_schema_type(read_epochs, "--epochs"),
@@ -91,12 +168,36 @@ def add_commands(add: Callable[[str, str], argparse.ArgumentParser]) -> None:
         metavar="NAME",
         help=f"the LR's shape, with its default parameters: {', '.join(shapes.SHAPES)}",
     )
+    # Absent unless given (SUPPRESS): `--clip-grad-norm off` is a value, None.
+    unset = argparse.SUPPRESS
+    p.add_argument("--momentum", type=_schema_type(opt.read_momentum, "--momentum"), default=unset)
+    p.add_argument(
+        "--betas",
+        type=_typed(opt.read_betas, "--betas", lambda t: [_number(v) for v in t.split(",")]),
+        metavar="B1,B2",
+        default=unset,
+    )
+    p.add_argument(
+        "--weight-decay",
+        type=_schema_type(opt.read_weight_decay, "--weight-decay"),
+        default=unset,
+    )
+    p.add_argument(
+        "--clip-grad-norm",
+        type=_typed(
+            opt.read_clip, "--clip-grad-norm", lambda t: None if t == "off" else _number(t)
+        ),
+        metavar="NORM",
+        help="the max total gradient norm, or off",
+        default=unset,
+    )
+    p.add_argument(
+        "--note", type=_typed(opt.read_note, "--note", str), help="why this segment", default=unset
+    )
 
-    p = add("pause", "pause a session's runner at the next batch")
-    p.add_argument("session", help="a session name or path")
+    p = with_session(add("pause", "pause a session's runner at the next batch"))
 
-    p = add("resume", "resume a paused runner")
-    p.add_argument("session", help="a session name or path")
+    p = with_session(add("resume", "resume a paused runner"))
     p.add_argument(
         "--accept-divergence",
         action="store_true",
@@ -152,6 +253,13 @@ def run_command(args: argparse.Namespace) -> int:
             f"{name}: lr {args.lr:g} from the next step ({where(step, spe)}) to the end of "
             f"the running segment (numbered {state['segment'] + 1} from there)"
         )
+    elif command == "set":
+        given = dict(args.settings)
+        (result,) = ask(folder, [("set", given)])
+        shown = " ".join(f"{k}={_shown(v)}" for k, v in opt.to_wire(given).items())
+        print(f"{name}: {shown} from the next step ({where(result['global_step'], spe)})")
+    elif command == "note":
+        print(f"{name}: {set_note(folder, args.segment - 1, args.text)}")
     elif command == "end-segment":
         (result,) = ask(folder, [("end_segment", {"now": args.now})])
         step = result["global_step"]
@@ -168,13 +276,17 @@ def run_command(args: argparse.Namespace) -> int:
             print(f"{name}: segment {n} stays {size}: the epoch in progress always completes")
     elif command == "queue":
         seg = {"epochs": args.epochs, "lr": args.lr, "shape": args.shape}
+        for key in ("momentum", "betas", "weight_decay", "clip_grad_norm", "note"):
+            if hasattr(args, key):
+                seg[key] = getattr(args, key)
         plan, state = ask(folder, [("queue", {"segments": [seg]}), ("status", {})])
         count = len(plan["segments"])
         waiting = ""
         if state["state"] == "paused" and state["reason"] != "queue_empty":
             waiting = f"; paused ({state['reason']}): `lrconsole resume {name}` goes on"
-        shape = "" if args.shape == "constant" else f" {args.shape}"
-        print(f"{name}: queued segment {count}: {args.epochs} epochs @ {args.lr:g}{shape}{waiting}")
+        from lrconsole.core.plan.segment import Segment
+
+        print(f"{name}: queued segment {count}: {Segment.from_dict(seg).describe()}{waiting}")
     elif command == "pause":
         (state,) = ask(folder, [("pause", {})])
         print(f"{name}: pausing at the next batch (epoch {state['global_epoch']})")
@@ -183,3 +295,27 @@ def run_command(args: argparse.Namespace) -> int:
         (state,) = ask(folder, [("resume", accept)])
         print(f"{name}: resumed {where(state['global_step'], spe)}")
     return 0
+
+
+def set_note(folder: Path, index: int, text: str) -> str:
+    """Write segment `index`'s note through the live runner, or in the manifest (under the
+    session's lock) when none holds the session; what was done, in words."""
+    from lrconsole.core.plan.plan import Plan
+    from lrconsole.core.session.manifest import Manifest
+    from lrconsole.core.session.store import SessionLock
+    from lrconsole.runner.launch import runner_alive
+
+    if runner_alive(folder):
+        ask(folder, [("note", {"segment": index, "text": text})])
+        return f"segment {index + 1}'s note written (live)"
+    lock = SessionLock(folder)
+    lock.acquire()  # a runner starting now waits for this write, or this waits for it
+    try:
+        manifest = Manifest.read(folder)
+        plan = Plan(manifest.segments, manifest.steps_per_epoch)
+        plan.set_note(index, text)
+        manifest.segments = plan.segments
+        manifest.write(folder)
+    finally:
+        lock.release()
+    return f"segment {index + 1}'s note written"

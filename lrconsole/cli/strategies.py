@@ -127,6 +127,14 @@ def cmd_preview(args: argparse.Namespace) -> int:
             x_label="epoch",
         )
     )
+    for name, values in setting_lines(schedule, samples, spe).items():
+        print(f"\n{name}")
+        xs = [epoch(s) for s in samples]
+        print(
+            textchart.render(
+                xs, values, width=width, height=6, marks=[epoch(s) for s in starts[1:]]
+            )
+        )
     for i, (seg, start) in enumerate(zip(schedule.segments, starts, strict=True)):
         where = f"epoch {start // spe + 1}"
         if start % spe:
@@ -134,6 +142,38 @@ def cmd_preview(args: argparse.Namespace) -> int:
         print(f"  {i + 1}: from {where}: {seg.describe()}")
     print(f"{total / spe:g} epochs, {total} steps{note}")
     return 0
+
+
+# torch's own defaults, for the steps before a segment sets a value (preview is torch-free).
+OWN = {"momentum": 0.0, "betas": (0.9, 0.999), "weight_decay": 0.0, "clip_grad_norm": 0.0}
+OWN_WEIGHT_DECAY = {"adamw": 0.01}
+
+
+def setting_lines(schedule: Schedule, samples: list[int], spe: int) -> dict[str, list[float]]:
+    """Each optimizer setting that changes over the plan, at each sampled step, by title;
+    before a segment sets one, the optimizer's own. Clipping off draws as 0; betas as two
+    lines."""
+    from lrconsole.core.plan.settings import SETTINGS, effective
+
+    per_segment = [effective(schedule.segments, i) for i in range(len(schedule.segments))]
+    own = {**OWN, "weight_decay": OWN_WEIGHT_DECAY.get(schedule.optimizer.name, 0.0)}
+    own.update({k: v for k, v in schedule.optimizer.kwargs.items() if k in OWN})
+    out: dict[str, list[float]] = {}
+    for name in SETTINGS:
+        seen = [
+            tuple(v) if name == "betas" else v
+            for v in (s.get(name, own[name]) for s in per_segment)
+        ]
+        if len(set(seen)) < 2:
+            continue  # the same all along: nothing to draw
+        at = [seen[schedule.locate(step, spe)[0]] for step in samples]
+        if name == "betas":
+            out["beta1"] = [float(v[0]) for v in at]
+            out["beta2"] = [float(v[1]) for v in at]
+        else:
+            title = "clip_grad_norm (0: off)" if name == "clip_grad_norm" else name
+            out[title] = [float(v) for v in at]  # type: ignore[arg-type]
+    return out
 
 
 def dispatch(args: argparse.Namespace) -> int:

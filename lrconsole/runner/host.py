@@ -119,6 +119,11 @@ class Runner:
         elif cmd == "set_lr":
             step = engine.set_lr(args["lr"])
             return {"lr": args["lr"], "global_step": step}
+        elif cmd == "set":
+            return {"global_step": engine.set_settings(args)}
+        elif cmd == "note":
+            engine.set_note(args["segment"], args["text"])
+            return engine.plan_dict()
         elif cmd == "end_segment":
             index, step = engine.end_segment(now=args["now"])
             return {"segment": index, "global_step": step}
@@ -132,7 +137,10 @@ class Runner:
 
             return engine.submit(lambda: lr_find(engine, **args).to_dict())
         elif cmd == "rollback_points":
-            return {"epochs": self.trainer.rollback_points()}
+            return {"epochs": self.trainer.rollback_points(), "pinned": self.trainer.pinned()}
+        elif cmd == "pin":
+            epoch, on = args["epoch"], args["on"]
+            return engine.submit(lambda: self.trainer.pin(epoch, on))
         elif cmd == "shutdown":
             engine.request_exit("shutdown")
             return {}

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
-from lrconsole.core.plan import shapes
+from lrconsole.core.plan import settings, shapes
 from lrconsole.core.plan.schema import SEGMENTS_MAX
 from lrconsole.core.plan.segment import ScheduleError, Segment
 
@@ -102,21 +102,39 @@ class Plan:
         keep = [s for s, start in zip(self.segments, self.starts, strict=True) if start < step]
         self._set(_capped(keep + list(segments)))
 
-    def split_at(self, step: int, lr: float) -> None:
-        """From `step` on, the running segment's remainder trains at a constant `lr`."""
+    def split_at(self, step: int, lr: float | None, settings: dict[str, Any] | None = None) -> None:
+        """From `step` on, the running segment's remainder trains at a constant `lr` (None:
+        the LR it has; then a shaped segment can only be split where it starts) with
+        `settings` over its own."""
         index, pos = self.locate(step)
         if index >= len(self.segments):
             raise ScheduleError("nothing is queued: queue a segment to set its LR")
         seg = self.segments[index]
+        changes = dict(settings or {})
+        if lr is not None:  # the rest keeps the policies but not the shape: the LR given
+            changes.update(lr=lr, shape="constant", params={})
+        elif pos > 0 and seg.shape != "constant":
+            raise ScheduleError(
+                f"segment {index + 1} has the shape {seg.shape}: give an LR too "
+                "(its rest trains at a constant LR from here)"
+            )
         rest = seg.length(self.steps_per_epoch) - pos
-        # The rest keeps the segment's policies but not its shape: the LR is the one given.
-        tail = replace(
-            seg, lr=lr, epochs=None, steps=rest, shape="constant", params={}, fresh_optimizer=False
-        )
+        tail = replace(seg, epochs=None, steps=rest, fresh_optimizer=False, **changes)
+        if pos == 0:
+            tail = replace(tail, fresh_optimizer=seg.fresh_optimizer)
         if rest % self.steps_per_epoch == 0 and pos % self.steps_per_epoch == 0:
             tail = replace(tail, epochs=rest // self.steps_per_epoch, steps=None)
         head = [resized(seg, pos, self.steps_per_epoch)] if pos > 0 else []
         self._set(self.segments[:index] + head + [tail] + self.segments[index + 1 :])
+
+    def set_note(self, index: int, note: str) -> None:
+        """Write segment `index`'s note (any segment: a note never changes training)."""
+        if not 0 <= index < len(self.segments):
+            raise ScheduleError(
+                f"no segment {index + 1}: the plan has {len(self.segments)} (numbered from 1)"
+            )
+        self.segments[index] = replace(self.segments[index], note=note)
+        self.version += 1
 
     def truncate_at(self, step: int) -> None:
         """End the segment running at `step` there; later segments stay queued."""
@@ -131,7 +149,9 @@ class Plan:
         self._set(self.segments[:index] + [seg] + self.segments[index + 1 :])
 
     def done(self, step: int) -> list[Segment]:
-        """The path trained up to `step`: finished segments and the running one, cut."""
+        """The path trained up to `step`: finished segments and the running one, cut; a
+        setting equal to the one in force is left out (so an exported path, which leaves
+        it out, compares equal)."""
         out = []
         for seg, start in zip(self.segments, self.starts, strict=True):
             if start >= step:
@@ -140,7 +160,10 @@ class Plan:
             out.append(
                 seg if start + length <= step else resized(seg, step - start, self.steps_per_epoch)
             )
-        return out
+        cleared: list[dict[str, Any]] = [dict.fromkeys(same) for same in settings.repeated(out)]
+        return [
+            replace(seg, **clear) if clear else seg for seg, clear in zip(out, cleared, strict=True)
+        ]
 
     def to_dict(self, step: int) -> dict[str, Any]:
         index, _ = self.locate(step)

@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from lrconsole.core.plan import settings as opt
 from lrconsole.core.plan import yamldoc
 from lrconsole.core.plan.schema import (
+    GRAD_GUARD_FIELDS,
     OPTIMIZERS,
     SEED_MAX,
     THREADS_MAX,
@@ -24,6 +26,7 @@ from lrconsole.core.plan.schema import (
     FieldError,
     ScheduleError,
     read_bounded,
+    read_grad_guard,
     read_optimizer_arg,
     read_segment_list,
     read_spike_factor,
@@ -48,7 +51,8 @@ class Schedule:
     threads: int | None = None
     optimizer: OptimizerSpec = field(default_factory=OptimizerSpec)
     spike_factor: float | None = 10.0
-    keep_checkpoints: int = 3  # newest checkpoints kept besides segment boundaries
+    keep_checkpoints: int = 3  # newest checkpoints kept, and newest segment boundaries
+    grad_guard: dict[str, Any] = field(default_factory=dict)  # GRAD_GUARD_FIELDS given
 
     # -- the LR as a function of position ---------------------------------------------
     def _spe(self, steps_per_epoch: int | None) -> int:
@@ -129,7 +133,8 @@ class Schedule:
             out["spike_factor"] = self.spike_factor
         if self.keep_checkpoints != 3:
             out["keep_checkpoints"] = self.keep_checkpoints
-        out["segments"] = [seg.to_dict() for seg in self.segments]
+        out.update(self.grad_guard)
+        out["segments"] = segment_dicts(self.segments)
         return out
 
     def dumps(self) -> str:
@@ -199,6 +204,7 @@ TOP_FIELDS = (
     "steps_per_epoch",
     "spike_factor",
     "keep_checkpoints",
+    *GRAD_GUARD_FIELDS,
 )
 
 
@@ -216,10 +222,24 @@ def read_schedule(root: Field) -> Schedule:
     threads = read_bounded(top["threads"], 1, THREADS_MAX) if "threads" in top else None
     optimizer = read_optimizer(top["optimizer"]) if "optimizer" in top else OptimizerSpec()
     spe = top["steps_per_epoch"].whole(minimum=1) if "steps_per_epoch" in top else None
-    segments = [Segment.read(f) for f in read_segment_list(top["segments"])]
+    items = read_segment_list(top["segments"])
+    for item in items:  # a setting the optimizer lacks, on its line
+        if isinstance(item.value, dict):
+            opt.check_optimizer(optimizer.name, {k: item.at(k) for k in item.value})
+    segments = [Segment.read(f) for f in items]
     spike = read_spike_factor(top["spike_factor"]) if "spike_factor" in top else 10.0
     keep = read_bounded(top["keep_checkpoints"], 1, 1000) if "keep_checkpoints" in top else 3
-    return Schedule(segments, spe, task, seed, threads, optimizer, spike, keep)
+    guard = read_grad_guard(top)
+    return Schedule(segments, spe, task, seed, threads, optimizer, spike, keep, guard)
+
+
+def segment_dicts(segments: list[Segment]) -> list[dict[str, Any]]:
+    """Each segment as data, with only the settings that differ from the previous one's
+    (a setting equal to what is in force already says nothing)."""
+    out = []
+    for seg, same in zip(segments, opt.repeated(segments), strict=True):
+        out.append({k: v for k, v in seg.to_dict().items() if k not in same})
+    return out
 
 
 def read_task(f: Field) -> TaskSpec:

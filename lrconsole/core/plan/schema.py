@@ -33,6 +33,16 @@ SEED_MAX = 2**63 - 1  # torch.manual_seed takes 64 bits
 THREADS_MAX = 256
 ID_MAX = 2**53  # a protocol request id: |id| below this (exact in every JSON reader)
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+NOTE_MAX = 500  # characters of a segment's note
+WEIGHT_DECAY_MAX = 10.0  # past this a weight decay is a typo, not a choice
+CLIP_MAX = 1e12  # a max gradient norm past this never clips: null says so
+# The per-segment optimizer settings each built-in optimizer's param groups hold.
+OPTIMIZER_SETTINGS: dict[str, tuple[str, ...]] = {
+    "sgd": ("momentum", "weight_decay"),
+    "adam": ("betas", "weight_decay"),
+    "adamw": ("betas", "weight_decay"),
+    "rmsprop": ("momentum", "weight_decay"),
+}
 
 # Performance-based policies a segment may enable, with their parameters' defaults
 # (names as in Keras' ReduceLROnPlateau and EarlyStopping).
@@ -313,3 +323,27 @@ def read_spike_factor(f: Field) -> float | None:
     ):
         f.fail("must be a number > 1, or null for off")
     return value
+
+
+# The gradient guard (core.train.guard.GradGuard): top-level fields of a schedule and the
+# manifest, with their defaults; null turns the first two off. Only those given are kept.
+GRAD_GUARD_FIELDS: dict[str, Any] = {
+    "grad_spike_factor": 10.0,
+    "grad_vanish": None,
+    "grad_vanish_patience": 3,
+}
+
+
+def read_grad_guard(top: dict[str, Field]) -> dict[str, Any]:
+    """The gradient guard's fields present in `top`, checked."""
+    out: dict[str, Any] = {}
+    if "grad_spike_factor" in top:
+        out["grad_spike_factor"] = read_spike_factor(top["grad_spike_factor"])
+    if "grad_vanish" in top:
+        f = top["grad_vanish"]
+        if f.value is not None and not f.number() > 0:
+            f.fail("must be a number > 0, or null for off")
+        out["grad_vanish"] = f.value
+    if "grad_vanish_patience" in top:
+        out["grad_vanish_patience"] = read_bounded(top["grad_vanish_patience"], 1, EPOCHS_MAX)
+    return out

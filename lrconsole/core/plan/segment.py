@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from lrconsole.core.plan import settings as opt
 from lrconsole.core.plan import shapes
 from lrconsole.core.plan.schema import (
     EPOCHS_MAX,
@@ -60,10 +61,24 @@ class Segment:
     fresh_optimizer: bool = False
     plateau: Mapping[str, float] | None = None
     early_stop: Mapping[str, float] | None = None
+    # Optimizer settings (core.plan.settings): None = the previous segment's value.
+    momentum: float | None = None
+    betas: tuple[float, float] | None = None
+    weight_decay: float | None = None
+    clip_grad_norm: float | None = None  # settings.CLIP_OFF (0.0): clipping off
+    # Why this segment: never inherited, never changes training, so not compared either
+    # (a path whose notes were edited is still the path trained).
+    note: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         if (self.epochs is None) == (self.steps is None):
             raise ScheduleError("a segment needs exactly one of epochs or steps")
+
+    def settings(self) -> dict[str, Any]:
+        """The optimizer settings this segment sets itself (the others it inherits)."""
+        return {
+            name: getattr(self, name) for name in opt.SETTINGS if getattr(self, name) is not None
+        }
 
     def length(self, steps_per_epoch: int) -> int:
         """The segment's length in optimizer steps."""
@@ -93,7 +108,7 @@ class Segment:
         shape = "" if self.shape == "constant" else f" {self.shape}"
         fresh = " (fresh optimizer)" if self.fresh_optimizer else ""
         policies = "".join(f" +{name}" for name in POLICIES if getattr(self, name) is not None)
-        return f"{size} @ {self.lr:g}{shape}{fresh}{policies}"
+        return f"{size} @ {self.lr:g}{shape}{opt.describe(self.settings())}{fresh}{policies}"
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -106,12 +121,15 @@ class Segment:
             out["shape"] = self.shape
             if self.params:
                 out["params"] = dict(self.params)
+        out.update(opt.to_wire(self.settings()))
         if self.fresh_optimizer:
             out["fresh_optimizer"] = True
         for name in POLICIES:
             policy = getattr(self, name)
             if policy is not None:
                 out[name] = dict(policy)
+        if self.note:
+            out["note"] = self.note
         return out
 
     @classmethod
@@ -122,8 +140,8 @@ class Segment:
     @classmethod
     def read(cls, f: Field) -> Segment:
         """Build from a schema field (FieldError, with its path, when a rule is broken)."""
-        known = ("epochs", "steps", "lr", "shape", "params", "fresh_optimizer", *POLICIES)
-        given = f.fields(required=("lr",), optional=known[:2] + known[3:])
+        known = ("epochs", "steps", "shape", "params", *opt.SETTINGS, "fresh_optimizer")
+        given = f.fields(required=("lr",), optional=(*known, *POLICIES, "note"))
         lr = read_lr(given["lr"])
         if ("epochs" in given) == ("steps" in given):
             f.fail("give exactly one of 'epochs' or 'steps'")
@@ -132,12 +150,14 @@ class Segment:
         shape = read_shape(given["shape"]) if "shape" in given else "constant"
         params = read_params(shape, given["params"]) if "params" in given else {}
         fresh = given["fresh_optimizer"].boolean() if "fresh_optimizer" in given else False
-        policies = {
+        policies: dict[str, Any] = {
             name: read_policy(name, given[name])
             for name in POLICIES
             if name in given and given[name].value not in (None, False)
         }
-        return cls(lr, epochs, steps, shape, params, fresh, **policies)
+        out = cls(lr, epochs, steps, shape, params, fresh, **policies)
+        note = opt.read_note(given["note"]) if "note" in given else ""
+        return replace(out, **opt.read_settings(given), note=note)
 
 
 @dataclass(frozen=True)

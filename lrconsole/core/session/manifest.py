@@ -17,11 +17,13 @@ from lrconsole.core.atomic import atomic_write_text
 from lrconsole.core.plan import yamldoc
 from lrconsole.core.plan.schedule import Schedule, read_optimizer, read_task
 from lrconsole.core.plan.schema import (
+    GRAD_GUARD_FIELDS,
     SEED_MAX,
     THREADS_MAX,
     Field,
     FieldError,
     read_bounded,
+    read_grad_guard,
     read_segment_list,
     read_spike_factor,
 )
@@ -30,6 +32,9 @@ from lrconsole.core.session.layout import CHECKPOINT_NAME, MANIFEST
 from lrconsole.errors import UserError
 
 MANIFEST_FORMAT = 1
+
+
+SAFE_DUMPER: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
 class SessionError(UserError):
@@ -57,8 +62,11 @@ class Manifest:
     checkpoint: str | None = None
     state: str = "paused"
     keep_checkpoints: int = 3
+    # Checkpoints the user pinned (`lrconsole pin`), by global step: pruning keeps them.
+    pinned_steps: list[int] = field(default_factory=list)
     best: dict[str, Any] | None = None
     spike_factor: float | None = 10.0
+    grad_guard: dict[str, Any] = field(default_factory=dict)  # GRAD_GUARD_FIELDS given
     path: int = 0  # which path this is: each rollback starts a new one
     branches: list[dict[str, Any]] = field(default_factory=list)
     # Where a plateau or early-stopping policy acted on this path: {epoch, policy, lr}.
@@ -88,6 +96,7 @@ class Manifest:
             self.optimizer,
             self.spike_factor,
             self.keep_checkpoints,
+            dict(self.grad_guard),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -112,6 +121,7 @@ class Manifest:
             "keep_checkpoints": self.keep_checkpoints,
             "best": self.best,
             "spike_factor": self.spike_factor,
+            **self.grad_guard,
             "path": self.path,
             "branches": self.branches,
             "policy_marks": self.policy_marks,
@@ -121,12 +131,16 @@ class Manifest:
             out["diverged"] = self.diverged
         if self.checkpointing is not None:
             out["checkpointing"] = self.checkpointing
+        if self.pinned_steps:
+            out["pinned_steps"] = sorted(self.pinned_steps)
         return out
 
     def write(self, folder: Path) -> None:
         self.updated = now_iso()
         text = "# lrconsole session manifest; see README.md, 'Session format'\n"
-        atomic_write_text(folder / MANIFEST, text + yaml.safe_dump(self.to_dict(), sort_keys=False))
+        # libyaml's dumper when built in: the same text, about 3x faster for a long plan.
+        body = yaml.dump(self.to_dict(), Dumper=SAFE_DUMPER, sort_keys=False)
+        atomic_write_text(folder / MANIFEST, text + body)
 
     @classmethod
     def read(cls, folder: Path) -> Manifest:
@@ -162,11 +176,13 @@ FIELDS = (
     "position",
     "checkpoint",
     "keep_checkpoints",
+    "pinned_steps",
     "best",
     "path",
     "branches",
     "policy_marks",
     "spike_factor",
+    *GRAD_GUARD_FIELDS,
     "diverged",
     "checkpointing",
     "segments",
@@ -245,9 +261,11 @@ def read_manifest(root: Field, folder_name: str) -> Manifest:
         checkpoint=None if get("checkpoint").value is None else get("checkpoint").string(),
         state=get("state").text("paused"),
         keep_checkpoints=get("keep_checkpoints", 3).whole(),
+        pinned_steps=[f.whole() for f in get("pinned_steps", []).sequence()],
         best=read_best(get("best")),
         path=get("path", 0).whole(),
         spike_factor=read_spike_factor(get("spike_factor", 10.0)),
+        grad_guard=read_grad_guard(top),
         branches=[dict(b.mapping()) for b in get("branches", []).sequence()],
         policy_marks=[dict(m.mapping()) for m in get("policy_marks", []).sequence()],
         diverged=read_diverged(get("diverged")),

@@ -15,10 +15,13 @@ from lrconsole.core.session.layout import METRICS
 from lrconsole.core.session.manifest import SessionError
 
 INT_COLUMNS = ("global_epoch", "global_step", "segment")
+# With gradient diagnostics on (core.train.gradnorm): the epoch's mean and max total norm.
+GRAD_COLUMNS = ("grad_norm", "grad_norm_max")
 
 
 class MetricsLog:
-    """One row per epoch: global_epoch, global_step, segment, lr, the metrics, time."""
+    """One row per epoch: global_epoch, global_step, segment, lr, the metrics, with
+    diagnostics on `grad_norm` and `grad_norm_max`, and time."""
 
     def __init__(self, folder: Path, metrics: list[str]) -> None:
         self.path = folder / METRICS
@@ -26,6 +29,11 @@ class MetricsLog:
         self._handle: IO[str] | None = None
         self._writer: Any = None
         self._pending: list[dict[str, Any]] = []
+
+    def add_columns(self, names: tuple[str, ...]) -> None:
+        """More columns (the gradient norms), before `time`, the field written last; call
+        before `open`. Older rows without them read as blank, so as NaN."""
+        self.columns[-1:-1] = [n for n in names if n not in self.columns]
 
     def open(self, keep_epochs: int) -> list[dict[str, Any]]:
         """Open for appending, dropping rows past `keep_epochs` (work to be redone).
@@ -56,9 +64,13 @@ class MetricsLog:
                     f"and the checkpoint at epoch {keep_epochs} needs every row up to it "
                     "(restore the row, e.g. from a backup)"
                 )
+        if rows:  # a run with diagnostics off keeps the columns earlier epochs filled
+            self.add_columns(tuple(c for c in GRAD_COLUMNS if c in rows[0]))
         write_rows(self.path, self.columns, rows)
         self._handle = open(self.path, "a", newline="", encoding="utf-8")  # noqa: SIM115
-        self._writer = csv.DictWriter(self._handle, self.columns, lineterminator="\n")
+        self._writer = csv.DictWriter(
+            self._handle, self.columns, lineterminator="\n", extrasaction="ignore"
+        )
         return [_typed(row) for row in rows]
 
     def truncate(self, keep_epochs: int) -> list[dict[str, str]]:
@@ -147,7 +159,8 @@ def check_row(path: Path, line: int, row: dict[str, str]) -> None:
 
 def write_rows(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
     text = io.StringIO()
-    writer = csv.DictWriter(text, columns, lineterminator="\n")
+    # A row's keys outside `columns` are left out (a branch's rows keep the log's columns).
+    writer = csv.DictWriter(text, columns, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(path, text.getvalue())

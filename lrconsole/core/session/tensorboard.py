@@ -35,6 +35,11 @@ class TensorBoardLogger:
                 f"{log_dir}: cannot write TensorBoard logs: {why_unwritable(log_dir, exc)}"
             ) from None
         self.pending: list[tuple[int, float, dict[str, float]]] = []
+        self.scalars: list[tuple[int, dict[str, float | None]]] = []  # by their own tags
+
+    def add_scalars(self, global_epoch: int, scalars: dict[str, float | None]) -> None:
+        """Values logged under their tags as given (`grad/norm`), at the next flush."""
+        self.scalars.append((global_epoch, scalars))
 
     def add_epoch(self, global_epoch: int, lr: float, metrics: dict[str, Any]) -> None:
         self.pending.append((global_epoch, lr, dict(metrics)))
@@ -45,11 +50,17 @@ class TensorBoardLogger:
             for name, value in metrics.items():
                 self.writer.add_scalar(tb_tag(name), value, epoch)
             self.writer.add_scalar("lr", lr, epoch)
+        scalars, self.scalars = self.scalars, []
+        for at, values in scalars:
+            for tag, scalar in values.items():
+                if scalar is not None:
+                    self.writer.add_scalar(tag, scalar, at)
         self.writer.flush()
 
     def discard(self) -> None:
         """Drop the epochs not yet written (past the last checkpoint: they are redone)."""
         self.pending = []
+        self.scalars = []
 
     def close(self) -> None:
         try:

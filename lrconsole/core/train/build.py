@@ -57,6 +57,7 @@ def new_manifest(
         threads=threads,
         spike_factor=schedule.spike_factor,
         keep_checkpoints=schedule.keep_checkpoints,
+        grad_guard=dict(schedule.grad_guard),
         segments=list(schedule.segments),
         torch_version=str(torch.__version__),
     )
@@ -117,4 +118,6 @@ def history_row(row: dict[str, Any], metrics: list[str]) -> dict[str, Any]:
         row["lr"],
         {m: row[m] for m in metrics if m in row},
         row.get("time", 0.0),
+        row.get("grad_norm"),  # absent in files from before diagnostics, or with them off
+        row.get("grad_norm_max"),
     ).to_dict()

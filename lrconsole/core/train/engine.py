@@ -25,6 +25,7 @@ from lrconsole.core.train import events as ev
 from lrconsole.core.train.controls import Controls
 from lrconsole.core.train.cursor import SegmentCursor
 from lrconsole.core.train.epoch import EpochStream
+from lrconsole.core.train.gradnorm import GradWatch
 from lrconsole.core.train.guard import DivergenceGuard
 from lrconsole.core.train.hooks import Hooks
 from lrconsole.core.train.lossfeed import LossFeed, StepLoss
@@ -53,8 +54,10 @@ class Engine(Steering):
         # A user's own loop cannot fast-forward its data: it checkpoints at epoch ends only.
         self.mid_epoch_checkpoints = True
         self.hooks = Hooks()
+        self.loop_state: Any = None  # the "loop" of the checkpoint loaded last (Steer's)
         self.guard = DivergenceGuard()
         super().__init__()
+        self.check_settings(plan.segments)
         self._controls = Controls()
         self._lock = self._controls.lock
         # Set when a loss went NaN/inf or spiked: nothing is checkpointed until the operator acts.
@@ -66,6 +69,7 @@ class Engine(Steering):
         self._cuts: list[ev.SegmentEnd] = []  # cut short by an edit, to announce
         self._cursor = SegmentCursor(plan, self._segment_cut)
         self.losses = LossFeed(self.guard, self._diverged, self)  # no device sync per step
+        self.grads = GradWatch(self._diverged)  # gradient norms and their guard
 
     @property
     def running(self) -> bool:
@@ -191,7 +195,10 @@ class Engine(Steering):
     def _train_step(self, batch: Any) -> None:
         index = self.begin_step()
         model = self.hooks.train_model or self.model
-        loss = train_step(model, self.optimizer, self.task.loss, batch, self.task.device)
+        task, stats = self.task, self.grads.stats
+        loss = train_step(
+            model, self.optimizer, task.loss, batch, task.device, self.clip, grad_stats=stats
+        )
         if self.finish_step(index, loss):
             metrics = self.evaluate()
             if self.hooks.reduce_metrics is not None:
@@ -205,6 +212,7 @@ class Engine(Steering):
         with self._lock:
             index, pos, seg = self._cursor.at(self.global_step)
             lr = seg.lr_at(pos, self.steps_per_epoch)
+            settings = self.settings_for(index)
             self._claimed = self.global_step + 1
             cuts, self._cuts = self._cuts, []
         for cut in cuts:
@@ -216,6 +224,7 @@ class Engine(Steering):
             self.emit(ev.SegmentStart(index, seg.to_dict(), self.global_step))
         self.lr = lr
         apply_lr(self.optimizer, lr)
+        self.apply_settings(settings)
         if self.hooks.step_begin is not None:
             self.hooks.step_begin(self.global_step, lr)
         return index
@@ -229,6 +238,7 @@ class Engine(Steering):
         spe = self.steps_per_epoch
         at = StepLoss(self.global_step, self.global_epoch + 1, self.batch, spe, self.lr)
         self.losses.push(at, value)
+        self.grads.push(at)
         if self.batch < spe:
             return False
         self.settle_loss()
@@ -236,6 +246,7 @@ class Engine(Steering):
 
     def settle_loss(self) -> None:  # before a checkpoint, an epoch's end, a boundary
         self.losses.settle()
+        self.grads.settle()
 
     def after_step(self, index: int) -> None:
         if self.global_step == self._cursor.end:
@@ -259,12 +270,15 @@ class Engine(Steering):
             at = f"at step {self.global_step} (epoch {self.global_epoch + 1}, lr {self.lr:g})"
             self._diverged(f"the evaluation gave {values} {at}")
         self.guard.end_epoch()
+        grads = self.grads.end_epoch(self.global_epoch + 1)
         with self._lock:
             self.global_epoch += 1
             self._data.batches = None
             self.batch = 0
         self.emit(
-            ev.EpochEnd(self.global_epoch, self.global_step, segment, self.lr, metrics, time.time())
+            ev.EpochEnd(
+                self.global_epoch, self.global_step, segment, self.lr, metrics, time.time(), **grads
+            )
         )
 
     def evaluate(self) -> dict[str, float]:
@@ -283,6 +297,8 @@ class Engine(Steering):
                 "global_step": self.global_step,
                 "global_epoch": self.global_epoch,
                 "guard": self.guard.state_dict(),
+                "grad_guard": self.grads.state_dict(),
+                "loop": self.hooks.loop_state() if self.hooks.loop_state else None,
             }
 
     def place_at(self, global_step: int, global_epoch: int) -> None:
@@ -302,6 +318,8 @@ class Engine(Steering):
         self._data.load(state.get("epoch_rng"), state["rng"])
         self._cursor.reset()
         self.guard.load_state_dict(state.get("guard"))
+        self.grads.load_state_dict(state.get("grad_guard"))
+        self.loop_state = state.get("loop")
 
     def go_back(self, state: dict[str, Any]) -> None:
         """Roll back to `state`, an earlier checkpoint: the plan past it, a divergence and a

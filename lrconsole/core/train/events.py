@@ -56,6 +56,16 @@ class EpochEnd(Event):
     lr: float
     metrics: dict[str, float] = field(default_factory=dict)
     time: float = 0.0
+    # Mean and max total gradient norm (before clipping) over the epoch's steps; None
+    # while diagnostics are off (left out of `to_dict`, the row on the wire).
+    grad_norm: float | None = None
+    grad_norm_max: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dict(self.__dict__)
+        if self.grad_norm is None:
+            del out["grad_norm"], out["grad_norm_max"]
+        return out
 
 
 @dataclass(frozen=True)
@@ -103,6 +113,15 @@ class LrSet(Event):
     name: ClassVar[str] = "lr_set"
     lr: float
     global_step: int
+
+
+@dataclass(frozen=True)
+class SettingsSet(Event):
+    """Optimizer settings (and maybe the LR) set now, from optimizer step `step`."""
+
+    name: ClassVar[str] = "settings_set"
+    settings: dict[str, Any]
+    step: int
 
 
 @dataclass(frozen=True)
@@ -157,6 +176,7 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     Resumed,
     PlanChanged,
     LrSet,
+    SettingsSet,
     CheckpointSaved,
     Warning,
     Error,

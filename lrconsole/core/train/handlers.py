@@ -15,6 +15,7 @@ from lrconsole.core.session.store import save_checkpoint
 from lrconsole.core.session.writer import BackgroundWriter, Snapshot, run_lowered, state_bytes
 from lrconsole.core.train import events as ev
 from lrconsole.core.train.engine import Engine
+from lrconsole.core.train.gradnorm import layer_norms
 
 
 def record_epochs(session: Session, engine: Engine) -> None:
@@ -29,7 +30,15 @@ def record_epochs(session: Session, engine: Engine) -> None:
             **event.metrics,
             "time": round(event.time, 3),
         }
+        if event.grad_norm is not None:  # its columns exist only with diagnostics on
+            row["grad_norm"], row["grad_norm_max"] = event.grad_norm, event.grad_norm_max
         session.record_epoch(row, event.to_dict())
+        if session.tensorboard is not None and event.grad_norm is not None:
+            scalars = {"grad/norm": event.grad_norm, "grad/norm_max": event.grad_norm_max}
+            if engine.grads.layers:  # the last step's grads, read now: once an epoch
+                named = layer_norms(engine.model.named_parameters()).items()
+                scalars.update((f"grad/layer/{name}", value) for name, value in named)
+            session.tensorboard.add_scalars(event.global_epoch, scalars)
 
     engine.on(ev.EpochEnd, on_epoch)
 
@@ -90,16 +99,18 @@ class Checkpointer:
     names a file not yet whole. The interval adapts to the cost: at least `every` (the
     `--checkpoint-every` seconds), `BUDGET` times the last save's blocking time (so the
     training thread waits on checkpoints for about 2% of the time at most) and
-    `WRITE_BUDGET` times the last background write (which takes a core and the disk from
-    training while it runs) and `BUDGET` times the last manifest commit (YAML, which holds
-    the GIL: a second for a plan of 10,000 segments). Segment ends checkpoint too, unless
+    `WRITE_BUDGET` times the last background write's wall time (it takes CPU, memory
+    bandwidth and the kernel's writeback from training while it runs: at 100M parameters on
+    2 CPU cores, the epochs it overlapped ran about 1.6x slower) and `BUDGET` times the
+    last manifest commit (YAML, which holds the GIL: a second for a plan of 10,000
+    segments). Segment ends checkpoint too, unless
     the last checkpoint is more recent than that cost allows (one-epoch segments in a long
     plan would otherwise write the manifest every epoch). `interval` 0: a checkpoint at
     every epoch end and segment end, whatever it costs.
     """
 
     BUDGET = 50
-    WRITE_BUDGET = 10
+    WRITE_BUDGET = 25
     BIG = 256 << 20  # state bytes from which the copy buffers are made in the background
     COSTLY_COMMIT = 0.01  # CPU seconds of a manifest commit from which segment ends wait
 
@@ -192,15 +203,14 @@ class Checkpointer:
         session, engine = self.session, self.engine
         began, wall = time.perf_counter(), time.time()
 
-        def write() -> tuple[str, float]:
-            cpu = time.thread_time()
-            return save_checkpoint(session.folder, state), time.thread_time() - cpu
+        def write() -> str:
+            return save_checkpoint(session.folder, state)
 
-        rel, cpu = run_lowered(write) if low else write()
+        rel = run_lowered(write) if low else write()
         written = time.perf_counter()
-        # What the write takes from training: its time, or at a lower priority (where it
-        # waits for idle cores and its time says little), the CPU time it used.
-        self.write_s = cpu if low else written - began
+        # Wall time, even when lowered: its CPU time leaves out the page cache's writeback
+        # and the memory traffic, which slow training as much.
+        self.write_s = written - began
         elapsed = max(time.monotonic() - self.started, 1e-9)
         stats = {
             "interval_s": round(self.interval, 6),

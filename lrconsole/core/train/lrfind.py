@@ -58,7 +58,9 @@ def lr_find(
                 batches = iter(task.train_loader)
                 batch = next(batches)
             apply_lr(optimizer, lr)
-            value = train_step(model, optimizer, task.loss, batch, task.device).item()
+            # At the settings in force (the optimizer's state holds them) and their clip.
+            loss = train_step(model, optimizer, task.loss, batch, task.device, engine.clip)
+            value = loss.item()
             if not math.isfinite(value):
                 stopped = True
                 break

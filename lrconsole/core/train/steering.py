@@ -1,5 +1,6 @@
-"""Steering the plan while it trains: queue, set the LR now, end or resize the running
-segment. A mixin of `Engine` (engine.py holds the loop; this holds the plan's edits).
+"""Steering the plan while it trains: queue, set the LR or optimizer settings now, end or
+resize the running segment, edit notes; and the settings written before each step. A
+mixin of `Engine` (engine.py holds the loop; this holds the plan's edits).
 
 Every edit applies from the first step whose LR has not been read (`_claimed`), never to
 a step in flight, and changes only the plan: the plan is what `export` writes, so a run
@@ -10,14 +11,28 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lrconsole.core.plan.plan import Plan
 from lrconsole.core.plan.schema import EPOCHS_MAX
 from lrconsole.core.plan.segment import Segment, check_lr
+from lrconsole.core.plan.settings import to_wire
 from lrconsole.core.train import events as ev
 from lrconsole.core.train.controls import Controls
+from lrconsole.core.train.hooks import Hooks
+from lrconsole.core.train.settings import EffectiveSettings, apply_settings, check_settings, clip_of
 from lrconsole.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
+
+
+# The other ranks of a distributed run follow rank 0's LR only (lrconsole.dist.wire): a
+# setting rank 0 alone used would make their weights drift apart, so it is refused.
+DISTRIBUTED = (
+    "momentum, betas, weight_decay and clip_grad_norm per segment are not supported in a "
+    "distributed run yet (the other ranks follow the LR only): set them in `optimizer:`"
+)
 
 
 class Steering(ev.Emitter):
@@ -30,9 +45,36 @@ class Steering(ev.Emitter):
     _claimed: int
     _controls: Controls
     _lock: threading.RLock
+    optimizer: torch.optim.Optimizer
+    hooks: Hooks
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._effective = EffectiveSettings()
+        self.clip: float | None = None  # the step in flight's max gradient norm
+
+    def settings_for(self, index: int) -> dict[str, Any]:
+        """The settings in force in segment `index` (call under the lock; cached)."""
+        return self._effective.at(self.plan, index)
+
+    def apply_settings(self, settings: dict[str, Any]) -> None:
+        """Before a step: its settings into every param group; its clip for the step."""
+        if settings and self.hooks.step_begin is not None:
+            raise UserError(DISTRIBUTED)  # a plan from before the ranks joined
+        apply_settings(self.optimizer, settings)
+        self.clip = clip_of(settings)
+
+    def check_settings(self, segments: Iterable[Segment]) -> None:
+        """UserError for a setting the optimizer in use has no value for (betas for SGD)."""
+        segments = list(segments)
+        if self.hooks.step_begin is not None and any(s.settings() for s in segments):
+            raise UserError(DISTRIBUTED)
+        check_settings(self.optimizer, segments)
 
     def queue(self, segments: Iterable[Segment], replace: bool = False) -> dict[str, Any]:
         """Append (or replace the unstarted part of the plan with) `segments`; the plan."""
+        segments = list(segments)
+        self.check_settings(segments)
         with self._lock:
             if replace:
                 self.plan.replace_queued(self._claimed, segments)
@@ -52,6 +94,29 @@ class Steering(ev.Emitter):
         self.emit(ev.LrSet(lr, step))
         self.emit_plan()
         return step
+
+    def set_settings(self, settings: dict[str, Any]) -> int:
+        """Train with `settings` (and `lr`, when given) from the very next optimizer step;
+        returns that step. A mid-segment change splits the segment, as set_lr does."""
+        settings = dict(settings)
+        lr = settings.pop("lr", None)
+        lr = None if lr is None else check_lr(lr)
+        self.check_settings([Segment(1.0, steps=1, **settings)])
+        with self._lock:
+            step = self._claimed
+            self.plan.split_at(step, lr, settings)
+            self._controls.poke()
+        if lr is not None:
+            self.emit(ev.LrSet(lr, step))
+        self.emit(ev.SettingsSet(to_wire({**settings, **({} if lr is None else {"lr": lr})}), step))
+        self.emit_plan()
+        return step
+
+    def set_note(self, index: int, note: str) -> None:
+        """Write segment `index`'s note; training is untouched (export carries it)."""
+        with self._lock:
+            self.plan.set_note(index, note)
+        self.emit_plan()
 
     def stop_after_epoch(self) -> int:
         """End the running segment at the end of this epoch and pause there."""

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from lrconsole.core.train.gradnorm import GradStats, clip_with_norm, total_norm, with_grads
+
 if TYPE_CHECKING:
     from lrconsole.core.tasks.task import Task
 
@@ -38,12 +40,26 @@ def train_step(
     loss_fn: LossFn,
     batch: Any,
     device: str,
+    clip: float | None = None,
+    grad_stats: GradStats | None = None,
 ) -> torch.Tensor:
-    """Forward, backward and one optimizer step at the LR already applied; the loss."""
+    """Forward, backward and one optimizer step at the LR already applied; the loss.
+
+    With `clip` or `grad_stats`, the total gradient norm before clipping is computed once,
+    on the device (no sync): `grad_stats` takes it, and `clip` (the max total norm) scales
+    the gradients with it before the step.
+    """
     inputs, targets = to_device(batch, device)
     loss = loss_fn(model(inputs), targets)
     optimizer.zero_grad()
     loss.backward()
+    if clip is not None or grad_stats is not None:
+        params = with_grads(optimizer)
+        norm = total_norm([p.grad for p in params])  # type: ignore[misc]
+        if grad_stats is not None:
+            grad_stats.add(norm)
+        if clip is not None:
+            clip_with_norm(params, clip, norm)
     optimizer.step()
     return loss
 

@@ -17,6 +17,7 @@ from lrconsole.core.plan.schedule import Schedule
 from lrconsole.core.session.layout import LOCK, MANIFEST, checkpoint_name
 from lrconsole.core.session.manifest import Manifest, SessionError
 from lrconsole.core.session.metrics import GRAD_COLUMNS
+from lrconsole.core.session.pins import pinned_epochs, set_pin
 from lrconsole.core.session.session import Session
 from lrconsole.core.session.store import SessionLock, load_checkpoint
 from lrconsole.core.tasks.task import Task
@@ -67,13 +68,14 @@ class Trainer:
         tensorboard: bool = True,
         task: Task | None = None,
         optimizer: torch.optim.Optimizer | None = None,
-        grad_norm: bool = True,
+        grad_norm: bool | None = None,
         grad_norm_layers: bool = False,
     ) -> Trainer:
         """Create the session from `schedule`, or continue it (with `schedule` as its plan).
 
         `grad_norm`: gradient diagnostics (metrics.csv's grad_norm columns, the gradient
-        guard); `grad_norm_layers`: also each layer's norm to TensorBoard at epoch ends.
+        guard); None: on for the built-in loop, off for a user's own (`optimizer` given:
+        its steps give no norm). `grad_norm_layers`: each layer's norm to TensorBoard too.
         """
         exists = (folder / MANIFEST).is_file()
         if not exists and schedule is None:
@@ -86,8 +88,9 @@ class Trainer:
         lock.acquire()
         try:
             trainer = cls._build(folder, manifest, schedule, lock, task, optimizer)
-            trainer.engine.grads.set_enabled(grad_norm)
-            trainer.engine.grads.layers = grad_norm and grad_norm_layers
+            on = grad_norm if grad_norm is not None else optimizer is None
+            trainer.engine.grads.set_enabled(on)
+            trainer.engine.grads.layers = on and grad_norm_layers
             trainer.wire_handlers(checkpoint_interval, tensorboard)
         except BaseException:
             lock.release()
@@ -197,6 +200,17 @@ class Trainer:
         """Epochs with a kept checkpoint to go back to, on the current path."""
         diverged = self._diverged_past() is not None
         return self.session.rollback_points(self.engine.global_step, diverged)
+
+    def pin(self, epoch: int, on: bool = True) -> dict[str, Any]:
+        """Pin (or unpin) the kept checkpoint at `epoch`: pruning keeps it for good. On
+        the training thread (engine.submit), as every manifest write."""
+        with self.session.manifest_lock:
+            pinned = set_pin(self.folder, self.manifest, epoch, on)
+            self.session.write_manifest()
+        return {"pinned": pinned}
+
+    def pinned(self) -> list[int]:
+        return pinned_epochs(self.manifest)
 
     def checkpoint_at(self, epoch: int) -> dict[str, Any]:
         """Check that going back to `epoch` means something; its checkpoint's state."""
