@@ -242,7 +242,7 @@ def test_the_interval_adapts_to_the_checkpoint_cost(tmp_path: Path) -> None:
 def test_show_and_prune(tmp_path: Path) -> None:
     sessions = tmp_path / "sessions"
     plan = write_plan(
-        tmp_path / "plan.yaml", "lesson", [(3, 0.03), (3, 0.01), (3, 0.005)], "keep_checkpoints: 1"
+        tmp_path / "plan.yaml", "lesson", [(3, 0.03), (3, 0.01), (3, 0.005)], "keep_checkpoints: 2"
     )
     done = lrconsole(
         "--sessions-dir",
@@ -256,17 +256,18 @@ def test_show_and_prune(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     folder = sessions / "p"
-    assert Manifest.read(folder).keep_checkpoints == 1  # from the YAML
+    assert Manifest.read(folder).keep_checkpoints == 2  # from the YAML
     before = {p.name: p.stat().st_size for p in checkpoint_files(folder)}
-    # A checkpoint at every epoch end; kept: the segment boundaries (the newest among them).
-    assert sorted(before) == ["step-000000042.pt", "step-000000084.pt", "step-000000126.pt"]
+    # A checkpoint at every epoch end; kept: the 2 newest (epochs 8, 9) and the 2 newest
+    # segment boundaries (epochs 6, 9); not the boundary at epoch 3.
+    assert sorted(before) == ["step-000000084.pt", "step-000000112.pt", "step-000000126.pt"]
     shown = lrconsole("--sessions-dir", str(sessions), "show", "p")
     assert shown.returncode == 0, shown.stderr
     size = Manifest.read(folder).checkpointing["bytes"]  # type: ignore[index]
     assert f"checkpoint {size / 1e3:.0f} KB: training waited" in shown.stdout
     assert "% of training time spent waiting on checkpoints" in shown.stdout
 
-    pruned = lrconsole("--sessions-dir", str(sessions), "prune", "p")  # keeps 1
+    pruned = lrconsole("--sessions-dir", str(sessions), "prune", "p", "--keep", "1")
     assert pruned.returncode == 0, pruned.stderr
     after = [p.name for p in checkpoint_files(folder)]
     assert after == ["step-000000126.pt"]  # only the one the session stands at

@@ -19,6 +19,7 @@ Files are replaced atomically through `.<name>.<random>.tmp` beside them (core.a
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 MANIFEST = "manifest.yaml"
@@ -68,3 +69,18 @@ def tensorboard_run(path: int) -> str:
 def branch_files(path: int) -> tuple[str, str]:
     """(metrics, schedule) of abandoned path `path`, relative to the session folder."""
     return f"{BRANCHES}/path-{path}.csv", f"{BRANCHES}/path-{path}.yaml"
+
+
+def kept_checkpoints(
+    files: list[Path], edges: Iterable[int], keep_recent: int, pinned: Iterable[int] = ()
+) -> set[Path]:
+    """What pruning keeps of `files` (oldest first): the `keep_recent` newest, the
+    `keep_recent` newest at segment boundaries (`edges`, steps: to roll a recent segment
+    back) and the pinned steps. A long plan of a big model so keeps a few checkpoints on
+    disk, not one per segment."""
+    pins, edge_steps = set(pinned), set(edges)
+    kept = {p for p in files if checkpoint_step(p) in pins}
+    if keep_recent > 0:
+        boundaries = [p for p in files if checkpoint_step(p) in edge_steps]
+        kept |= set(files[-keep_recent:]) | set(boundaries[-keep_recent:])
+    return kept

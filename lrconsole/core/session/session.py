@@ -127,7 +127,7 @@ class Session:
                 m.checkpointing = stats
             self.write_manifest()
             plan = Plan(m.segments, m.steps_per_epoch)
-        prune_checkpoints(self.folder, plan, m.keep_checkpoints, [rel], since)
+        prune_checkpoints(self.folder, plan, m.keep_checkpoints, [rel], since, m.pinned_steps)
 
     def discard_unsaved(self) -> None:
         """Forget the epochs past the last checkpoint: they are trained again."""

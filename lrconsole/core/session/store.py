@@ -24,7 +24,7 @@ from lrconsole.core.session.layout import (
     LOCK,
     checkpoint_files,
     checkpoint_name,
-    checkpoint_step,
+    kept_checkpoints,
 )
 from lrconsole.core.session.manifest import SessionError
 from lrconsole.errors import SessionBusy
@@ -212,21 +212,24 @@ def _guard_ok(guard: Any) -> bool:
 
 
 def prune_checkpoints(
-    folder: Path, plan: Plan, keep_recent: int, keep: Iterable[str], since: float | None = None
+    folder: Path,
+    plan: Plan,
+    keep_recent: int,
+    keep: Iterable[str],
+    since: float | None = None,
+    pinned: Iterable[int] = (),
 ) -> None:
-    """Keep every segment boundary, the `keep_recent` newest, and the files in `keep`.
+    """Remove the checkpoints `kept_checkpoints` does not keep.
 
     `since` (a time.time()): files written after it are kept too. A background write
     prunes when it is done; a checkpoint the training thread wrote meanwhile (early
     stopping's best epoch) was not the rule's to judge.
     """
-    boundaries = set(plan.starts) | {plan.total_steps}
     files = checkpoint_files(folder)
-    recent = set(files[-keep_recent:]) if keep_recent > 0 else set()
-    pinned = {folder / k for k in keep}
+    edges = set(plan.starts) | {plan.total_steps}
+    kept = kept_checkpoints(files, edges, keep_recent, pinned) | {folder / k for k in keep}
     for path in files:
-        step = checkpoint_step(path)
-        if path not in recent and path not in pinned and step not in boundaries:
+        if path not in kept:
             if since is not None and _written_after(path, since):
                 continue
             path.unlink(missing_ok=True)

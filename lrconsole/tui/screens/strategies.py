@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from textual import on
@@ -17,7 +18,8 @@ from lrconsole.tui.screens.dialogs import DIALOG_CSS
 
 
 class RollbackScreen(ModalScreen[int | None]):
-    """Pick a kept checkpoint epoch to go back to; dismisses with the epoch or None."""
+    """Pick a kept checkpoint epoch to go back to; dismisses with the epoch or None.
+    `p` pins the highlighted one (pruning keeps it for good) or unpins it."""
 
     DEFAULT_CSS = (
         DIALOG_CSS.format(name="RollbackScreen")
@@ -25,7 +27,10 @@ class RollbackScreen(ModalScreen[int | None]):
     RollbackScreen OptionList { height: auto; max-height: 14; }
     """
     )
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel"),
+        Binding("p", "toggle_pin", "Pin / unpin"),
+    ]
 
     def __init__(
         self,
@@ -33,12 +38,16 @@ class RollbackScreen(ModalScreen[int | None]):
         history: list[dict[str, Any]],
         monitor: str,
         reason: str = "",
+        pinned: list[int] | None = None,
+        pin: Callable[[int, bool], Awaitable[list[int] | None]] | None = None,
     ) -> None:
         super().__init__()
         self.epochs = sorted(epochs, reverse=True)
         self.rows = {int(r["global_epoch"]): r for r in history}
         self.monitor = monitor
         self.reason = reason
+        self.pinned = set(pinned or ())
+        self.pin = pin  # sends the pin command; the pinned epochs after, None if refused
 
     def compose(self) -> ComposeResult:
         with Vertical() as box:
@@ -46,7 +55,8 @@ class RollbackScreen(ModalScreen[int | None]):
             text = self.reason + "\n" if self.reason else ""
             text += (
                 "Go back to a kept checkpoint. The epochs after it stay as a branch; "
-                "the queue is emptied so you can plan anew."
+                "the queue is emptied so you can plan anew. Only these epochs can be "
+                "restored; p pins one so that pruning keeps it."
             )
             yield Static(text, classes="message")
             options = [Option(self._label(e), id=str(e)) for e in self.epochs]
@@ -62,7 +72,21 @@ class RollbackScreen(ModalScreen[int | None]):
         value = (row or {}).get("metrics", {}).get(self.monitor)
         metric = f"  {self.monitor} {value:.5g}" if isinstance(value, float) else ""
         lr = f"  lr {row['lr']:g}" if row else ""
-        return f"epoch {epoch}{metric}{lr}"
+        mark = "  [pinned]" if epoch in self.pinned else ""
+        return f"epoch {epoch}{metric}{lr}{mark}"
+
+    async def action_toggle_pin(self) -> None:
+        options = self.query(OptionList)
+        if self.pin is None or not options or options.first().highlighted_option is None:
+            return
+        option_list = options.first()
+        option = option_list.highlighted_option
+        assert option is not None and option.id is not None
+        epoch = int(option.id)
+        pinned = await self.pin(epoch, epoch not in self.pinned)
+        if pinned is not None:
+            self.pinned = set(pinned)
+            option_list.replace_option_prompt(option.id, self._label(epoch))
 
     @on(OptionList.OptionSelected)
     def _picked(self, event: OptionList.OptionSelected) -> None:
