@@ -1,10 +1,11 @@
 """DDP with 2 CPU ranks (gloo, loopback) on the lesson task: per-epoch time against one
-process, and the cost of the per-step command broadcast.
+process, as 2 ranks on one node and as 2 "nodes" x 1 rank (two launches, one c10d
+rendezvous on 127.0.0.1), and the cost of the per-step command broadcast.
 
     python benchmarks/bench_dist.py [--epochs 200] [--rounds 3]
 
 Per-epoch time is read from each run's metrics.csv (first to last epoch, divided);
-rounds alternate between 1 process and 2 ranks. The broadcast is timed under torchrun:
+rounds alternate between 1 process, 2 ranks and 2 nodes. The broadcast is timed under torchrun:
 the same 3-number message rank 0 sends before every optimizer step.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import socket
 import statistics
 import subprocess
 import sys
@@ -46,6 +48,38 @@ def run(tmp: Path, name: str, epochs: int, nproc: int) -> float:
     return epoch_seconds(tmp / name)
 
 
+def run_two_nodes(tmp: Path, name: str, epochs: int) -> float:
+    plan = tmp / "plan.yaml"
+    plan.write_text(f"task: lesson\nsegments:\n  - {{epochs: {epochs}, lr: 0.03}}\n")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs = []
+    for rank in (0, 1):  # node 1 gets a folder of its own, as on another machine
+        args = [sys.executable, "-m", "lrconsole", "--sessions-dir", str(tmp / f"node{rank}")]
+        args += ["run", name, "--nnodes", "2", "--node-rank", str(rank)]
+        args += ["--rdzv-endpoint", f"127.0.0.1:{port}", "--schedule", str(plan)]
+        procs.append(subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+        if rank == 0:  # node 0 hosts the rendezvous store, as when HOST is its address
+            wait_listening(port)
+    for proc in procs:
+        _, err = proc.communicate()
+        if proc.returncode:
+            raise SystemExit(err.decode()[-2000:])
+    return epoch_seconds(tmp / "node0" / name)
+
+
+def wait_listening(port: int) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"nothing listens on 127.0.0.1:{port}")
+
+
 def broadcast_worker() -> None:
     import torch
     import torch.distributed as dist
@@ -77,10 +111,12 @@ def main() -> None:
         return
     single: list[float] = []
     ddp: list[float] = []
+    nodes: list[float] = []
     with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
         for i in range(args.rounds):
             single.append(run(Path(tmp), f"one{i}", args.epochs, 1))
             ddp.append(run(Path(tmp), f"two{i}", args.epochs, 2))
+            nodes.append(run_two_nodes(Path(tmp), f"nodes{i}", args.epochs))
     out = subprocess.run(
         [
             sys.executable,
@@ -95,11 +131,13 @@ def main() -> None:
         capture_output=True,
         text=True,
     ).stdout.split()
-    s, d = statistics.median(single), statistics.median(ddp)
+    s, d, n = statistics.median(single), statistics.median(ddp), statistics.median(nodes)
     print(f"lesson task, {args.rounds} rounds x {args.epochs} epochs (each rank: half the data)")
     print(f"1 process        median epoch {s * 1e3:.2f} ms  (14 steps of 50)")
     print(f"DDP, 2 ranks     median epoch {d * 1e3:.2f} ms  (7 steps of 50 per rank)")
+    print(f"2 nodes x 1 rank median epoch {n * 1e3:.2f} ms  (c10d rendezvous, loopback)")
     print(f"ratio DDP/1 process: {d / s:.2f}")
+    print(f"ratio 2 nodes/1 process: {n / s:.2f}   2 nodes/2 local ranks: {n / d:.2f}")
     print(f"command broadcast (3 float64, gloo, loopback): median {out[-1]} us per step")
 
 

@@ -9,6 +9,9 @@
             steer.step(loss)
         steer.epoch_end({"train_loss": ..., "test_loss": ...})
 
+With `loader=`, the loop takes `steer.batches()`: an epoch may then be N steps of a stream,
+and a stateful loader resumes (and rolls back) mid-epoch (lrconsole.steerdata).
+
 The script's session gets the same files as any other (manifest, metrics.csv, TensorBoard,
 checkpoints, an exportable schedule), and it serves the same control socket: `lrconsole
 attach` pauses it, changes its LR and queues segments exactly as for the built-in task.
@@ -19,7 +22,8 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from types import FrameType
@@ -36,6 +40,7 @@ from lrconsole.core.train.step import apply_lr
 from lrconsole.core.train.trainer import Trainer
 from lrconsole.dist.wire import EXIT, STEP, Wire, mean_over_ranks
 from lrconsole.runner.host import Runner
+from lrconsole.steerdata import LoopData, is_stateful
 
 
 def _no_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -71,6 +76,7 @@ class Steer:
         session: str | Path,
         *,
         steps_per_epoch: int,
+        loader: Iterable[Any] | None = None,
         model: nn.Module | None = None,
         schedule: str | Path | Schedule | None = None,
         lr: float | None = None,
@@ -78,6 +84,7 @@ class Steer:
         metrics: Sequence[str] = ("train_loss",),
         monitor: str | None = None,
         serve: bool = True,
+        checkpoint_every: float = 2.0,
     ) -> None:
         if isinstance(schedule, (str, Path)):
             schedule = Schedule.load(schedule)
@@ -104,10 +111,19 @@ class Steer:
         folder = Path(session)
         exists = (folder / MANIFEST).is_file()
         self.trainer = Trainer.open(
-            folder, schedule=None if exists else schedule, task=task, optimizer=optimizer
+            folder,
+            schedule=None if exists else schedule,
+            task=task,
+            optimizer=optimizer,
+            checkpoint_interval=checkpoint_every,
         )
         self.engine = self.trainer.engine
-        self.engine.mid_epoch_checkpoints = False
+        # Mid-epoch checkpoints only with a loader that resumes mid-pass, and not under
+        # torchrun: the other ranks' loaders are not in rank 0's checkpoint.
+        stateful = is_stateful(loader) and _distributed()[1] == 1
+        self.data = LoopData(loader, stateful)
+        self.data.attach(self.engine)
+        self._checkpointer = self.trainer.checkpointer if stateful else None
         self.runner = Runner(self.trainer) if serve else None
         if self.runner is not None:
             self.runner.server.start()
@@ -132,6 +148,15 @@ class Steer:
 
     def _wait(self) -> bool:
         return self.runner is not None and self.runner.server.attached
+
+    def batches(self) -> Iterator[Any]:
+        """The epoch's batches from `Steer(loader=...)`: `steps_per_epoch` of them, across
+        the loader's passes (a new pass when one ends), from where a resumed or rolled-back
+        run stands."""
+        engine = self.engine
+        return self.data.batches(
+            lambda: engine.steps_per_epoch - engine.batch if self._in_epoch else 0
+        )
 
     def epochs(self) -> Iterator[int]:
         """Yield global epoch numbers until the plan is done (or the operator ends it).
@@ -200,17 +225,27 @@ class Steer:
         """Call after each `optimizer.step()`: records the loss, sets the next step's LR,
         and blocks here while the operator has the run paused. `None`: loss unknown
         (the divergence guard then skips this step)."""
-        engine = self.engine
+        engine, data = self.engine, self.data
+        if data.in_flight:
+            data.step_done()
+        elif data.loader is not None:
+            raise ValueError("Steer(loader=...): take the batches from steer.batches()")
         # A tensor is read a step late, without a device sync (core.train.lossfeed).
         value = loss if loss is None or isinstance(loss, torch.Tensor) else float(loss)
         if engine.finish_step(self._index, value):
             return  # the epoch's last step: epoch_end comes next
         engine.after_step(self._index)
+        saver = self._checkpointer  # a stateful loader: the time rule between steps too
+        if saver is not None and time.monotonic() - saver.last_time >= saver.interval:
+            saver.on_epoch(None)
         # The slow path only when something happened.
         if engine.needs_boundary() and self._stopping is None:
             reason = engine.at_boundary(self._wait())
             if reason is not None and reason != "done":
                 self._stopping = reason  # shutdown or stop: at the end of this epoch
+            if data.rewound:  # a rollback: the checkpoint's RNG now, not at the next epoch
+                data.rewound = False
+                engine.begin_epoch()
         if engine.global_step >= engine.plan.total_steps:
             # Nothing planned for the rest of this epoch: finish it at the current LR.
             rest = engine.steps_per_epoch - engine.batch
@@ -237,7 +272,9 @@ class Steer:
         """Save and release the session (the `epochs()` loop does this when it ends)."""
         self.engine.stop_running()
         if not self.trainer.closed:
-            self.trainer.close(state="stopped")
+            # A batch taken but its step not done (an exception in between): the loader is
+            # past the model, so the last checkpoint stays the one to resume from.
+            self.trainer.close(state="stopped", save=not self.data.in_flight)
         if self.runner is not None:
             self.runner.server.close("shutdown")
             self.runner = None
@@ -258,10 +295,12 @@ class FollowerSteer(Steer):
         session: str | Path,
         *,
         steps_per_epoch: int,
+        loader: Iterable[Any] | None = None,
         metrics: Sequence[str] = ("train_loss",),
         **ignored: Any,
     ) -> None:
         self.optimizer = optimizer
+        self.data = LoopData(loader, stateful=False)
         self.steps_per_epoch = steps_per_epoch
         self.metric_names = list(metrics)
         self._leader = Wire()  # what rank 0 says
@@ -277,6 +316,9 @@ class FollowerSteer(Steer):
     @property
     def lr(self) -> float:
         return self._lr
+
+    def batches(self) -> Iterator[Any]:
+        return self.data.batches(lambda: self.steps_per_epoch - self._batch)
 
     def _receive(self) -> float:
         kind, step, lr = self._leader.receive()

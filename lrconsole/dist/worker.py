@@ -5,12 +5,14 @@ the other ranks only follow its messages, so they train exactly the steps rank 0
 its LR, with the same training step (core.train.step). Each rank's data is a
 DistributedSampler shard, and at every epoch start each rank reseeds its RNG from
 (seed, epoch, rank): with checkpoints at epoch ends only, a resumed run is exact.
+
+Only rank 0 reads or writes the session folder; it sends the plan to the others, so the
+other nodes of a multi-node run need the task's code and data but no session folder.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
 import random
 import sys
@@ -30,18 +32,20 @@ from lrconsole.core.tasks.task import Task, load_task
 from lrconsole.core.train.hooks import Hooks
 from lrconsole.core.train.rng import seed_everything
 from lrconsole.core.train.step import apply_lr, evaluate, train_step
+from lrconsole.dist.group import die_with_parent, join
 from lrconsole.dist.wire import EVAL, EXIT, STEP, Wire, mean_over_ranks
 from lrconsole.errors import UserError
 
 
 class Rank:
-    def __init__(self, task: Task, seed: int) -> None:
+    def __init__(self, task: Task, seed: int, control: dist.ProcessGroup) -> None:
         self.rank = dist.get_rank()
         self.world = dist.get_world_size()
         self.task = task
         self.seed = seed
         self.device = task.device
-        self.wire = Wire(self.device)
+        self.control = control  # gloo: what the other ranks wait on, pauses included
+        self.wire = Wire(self.device, control)
         loader = task.train_loader
         if not isinstance(loader, DataLoader):
             raise UserError("--nproc needs the task's train_loader to be a torch DataLoader")
@@ -66,7 +70,7 @@ class Rank:
 
     def reduce_metrics(self, metrics: dict[str, float]) -> dict[str, float]:
         # The same order on every rank: evaluate() builds it so.
-        return mean_over_ranks(list(metrics), metrics, self.device)
+        return mean_over_ranks(list(metrics), metrics, group=self.control)
 
     def announce_eval(self, metrics: dict[str, float]) -> dict[str, float]:
         self.wire.send(EVAL)
@@ -82,7 +86,8 @@ def lead(rank: Rank, folder: Path, schedule: Schedule | None, every: float) -> i
     engine = trainer.engine
     engine.mid_epoch_checkpoints = False
     state = {"optimizer": engine.optimizer_spec.to_dict(), "state": engine.optimizer.state_dict()}
-    dist.broadcast_object_list([state], src=0)
+    dist.broadcast_object_list([state], src=0, group=rank.control)
+    dist.barrier(group=rank.control)  # DDP's setup collectives start together
     model = DistributedDataParallel(rank.task.model)
     engine.hooks = Hooks(
         step_begin=lambda step, lr: rank.wire.send(STEP, step, lr),
@@ -90,12 +95,11 @@ def lead(rank: Rank, folder: Path, schedule: Schedule | None, every: float) -> i
         reduce_metrics=rank.announce_eval,
         train_model=model,
     )
-    try:
-        return run_in_foreground(Runner(trainer), folder.name)
-    finally:
-        rank.wire.send(EXIT)
-        dist.barrier()  # an orderly teardown: nobody leaves while another still talks
-        dump(rank)
+    code = run_in_foreground(Runner(trainer), folder.name)
+    rank.wire.send(EXIT)
+    dist.barrier(group=rank.control)  # an orderly teardown: nobody leaves while another talks
+    dump(rank)
+    return code
 
 
 def follow(rank: Rank) -> int:
@@ -103,18 +107,19 @@ def follow(rank: Rank) -> int:
     from lrconsole.core.plan.segment import OptimizerSpec
 
     box: list[Any] = [None]
-    dist.broadcast_object_list(box, src=0)
+    dist.broadcast_object_list(box, src=0, group=rank.control)
     spec = OptimizerSpec.from_dict(box[0]["optimizer"])
     task = rank.task
     optimizer = build_optimizer(spec, task.model.parameters(), 1e-3)
     optimizer.load_state_dict(box[0]["state"])
+    dist.barrier(group=rank.control)
     model = DistributedDataParallel(task.model)
     spe = len(task.train_loader)  # type: ignore[arg-type]
     batches = None
     while True:
         kind, step, lr = rank.wire.receive()
         if kind == EXIT:
-            dist.barrier()
+            dist.barrier(group=rank.control)
             break
         if kind == EVAL:
             rank.reduce_metrics(evaluate(task.model, task))
@@ -141,22 +146,41 @@ def dump(rank: Rank) -> None:
         torch.save(params, Path(target) / f"rank{rank.rank}.pt")
 
 
+def plan(folder: Path, given: Path | None) -> list[Any]:
+    """Rank 0: [the schedule the ranks build the task from, or why there is none; the
+    schedule given with --schedule]."""
+    try:
+        schedule = Schedule.load(given) if given else None
+        if (folder / MANIFEST).is_file():
+            return [Manifest.read(folder).schedule(done_only=False), schedule]
+    except UserError as exc:
+        return [str(exc), None]
+    if schedule is None:
+        return [f"no session at {folder}: give --schedule", None]
+    return [schedule, schedule]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m lrconsole.dist.worker")
     parser.add_argument("session_dir", type=Path)
     parser.add_argument("--schedule", type=Path)
     parser.add_argument("--checkpoint-every", type=float, default=2.0)
+    parser.add_argument("--node-rank", type=int, default=0)
     args = parser.parse_args()
+    die_with_parent()
     cuda = torch.cuda.is_available()
-    dist.init_process_group("nccl" if cuda else "gloo", timeout=dt.timedelta(days=7))
     try:
+        control = join(args.node_rank, "nccl" if cuda else "gloo")
         folder: Path = args.session_dir
-        exists = (folder / MANIFEST).is_file()
-        dist.barrier()  # every rank has looked before rank 0 writes anything
-        schedule = Schedule.load(args.schedule) if args.schedule else None
-        source = Manifest.read(folder).schedule(done_only=False) if exists else schedule
-        if source is None:
-            raise UserError(f"no session at {folder}: give --schedule")
+        box: list[Any] = [None, None]  # rank 0: [the plan's source, or why not; --schedule]
+        if dist.get_rank() == 0:
+            box = plan(folder, args.schedule)
+        dist.broadcast_object_list(box, src=0, group=control)
+        source, schedule = box
+        if isinstance(source, str):  # rank 0 says why (its node prints it)
+            if dist.get_rank() == 0:
+                raise UserError(source)
+            return 2
         seed_everything(source.seed)
         task = load_task(source.task)
         seed_everything(source.seed)
@@ -166,7 +190,7 @@ def main() -> int:
             torch.cuda.set_device(local)
             task.device = f"cuda:{local}"
             task.model.to(task.device)
-        rank = Rank(task, source.seed)
+        rank = Rank(task, source.seed, control)
         random.seed(source.seed)
         if rank.rank == 0:
             return lead(rank, folder, schedule, args.checkpoint_every)
