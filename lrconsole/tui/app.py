@@ -43,6 +43,10 @@ class ConsoleApp(App[int]):
     CSS = """
     Screen { background: $background; }
     Footer { background: $panel; }
+    /* Toasts at the top left, over the loss chart: never over the segments table at the
+       bottom (the rack ends above it and scrolls) nor the planner's fields at the right. */
+    ToastRack { dock: top; align: left top; margin-top: 1; margin-bottom: 0; max-height: 60%; }
+    ToastHolder { align-horizontal: left; }
     """
     BINDINGS = [
         Binding("q", "quit_console", "Quit"),
@@ -115,6 +119,12 @@ class ConsoleApp(App[int]):
             yield SystemCommand("Export the schedule to YAML", "e", screen.action_export)
             yield SystemCommand("Start TensorBoard", "t", screen.action_tensorboard)
             yield SystemCommand("Toggle log scale", "l", screen.action_log_scale)
+            yield SystemCommand("Lower chart: LR or gradient norm", "g", screen.action_lower_chart)
+            yield SystemCommand("Charts: zoom in to the last epochs", "+", screen.action_zoom_in)
+            yield SystemCommand("Charts: zoom out", "-", screen.action_zoom_out)
+            yield SystemCommand("Charts: all epochs", "0", screen.action_zoom_reset)
+            yield SystemCommand("Robust or full y range", "a", screen.action_robust_range)
+            yield SystemCommand("Overlay another run (or remove it)", "o", screen.action_overlay)
             yield SystemCommand("Roll back to a checkpoint", "r", screen.action_rollback)
             yield SystemCommand("LR range test", "f", screen.action_lr_find)
             yield SystemCommand("Set the LR now", "F2", screen.action_set_lr_now)

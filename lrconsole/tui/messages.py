@@ -112,6 +112,9 @@ class SegmentRequested(Message):
     epochs: int
     lr: float
     edit: int | None = None
+    # The optional fields filled in (momentum, betas, weight_decay, clip_grad_norm, note):
+    # only those are sent; a field left out keeps the previous segment's value.
+    settings: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -11,6 +11,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from lrconsole.core.session.metrics import better
 from lrconsole.tui.series import Series
 
 
@@ -44,6 +45,12 @@ def describe_segment(segment: dict[str, Any]) -> str:
 
 
 PREVIEW_LIMIT = 200_000  # epochs; past this the planned curve is not drawn
+GRAD_FIELDS = ("grad_norm", "grad_norm_max")
+
+
+def monitor_mode(metric: str) -> str:
+    """The better direction of a metric: "max" for accuracy and the like, else "min"."""
+    return "max" if any(w in metric.lower() for w in ("acc", "f1", "auc", "score")) else "min"
 
 
 class RunModel:
@@ -58,6 +65,12 @@ class RunModel:
         self.monitor: str | None = None
         self.series: dict[str, Series] = {}
         self.lr = Series()
+        # Gradient norms per epoch (mean and max before clipping), aligned with `lr`; NaN
+        # where a row has none (older sessions, own loops).
+        self.grad_norm = Series()
+        self.grad_norm_max = Series()
+        self.has_grad_norm = False
+        self.best: tuple[int, float] | None = None  # (series index, value) of the monitor
         # Abandoned paths (rollback branches): name -> the monitored metric, NaN before the fork.
         self.branches: dict[str, Series] = {}
         self._planned_key: tuple[int, int] | None = None
@@ -74,6 +87,8 @@ class RunModel:
         self.policy_marks: list[tuple[int, str]] = []  # (epoch, plateau | early_stop)
         self.segment_first_epoch: dict[int, int] = {}
         self.segment_last_row: dict[int, dict[str, Any]] = {}
+        # Wall clock (the rows' `time`) of each segment's first and last epoch end.
+        self.segment_span: dict[int, tuple[float, float]] = {}
         self.epoch_times: deque[float] = deque(maxlen=50)
         self.last_error: str | None = None
         self.version = 0  # bumps whenever the history grows
@@ -99,6 +114,13 @@ class RunModel:
 
     def add_epoch(self, row: dict[str, Any], live: bool = True) -> None:
         metrics = {k: float(v) for k, v in (row.get("metrics") or {}).items()}
+        # Top-level in the runner's rows; a metrics.csv column when read from disk.
+        grads = [
+            float(row[k]) if row.get(k) is not None else metrics.get(k, math.nan)
+            for k in GRAD_FIELDS
+        ]
+        for k in GRAD_FIELDS:
+            metrics.pop(k, None)  # not a loss metric: its own chart
         if not self.series and not self.global_epoch:
             self.first_epoch = int(row["global_epoch"])
         for name in metrics:
@@ -112,11 +134,21 @@ class RunModel:
                 series = self.series[name] = Series([math.nan] * len(self.lr))
             series.append(metrics.get(name, math.nan))
         self.lr.append(float(row.get("lr", math.nan)))
+        self.grad_norm.append(grads[0])
+        self.grad_norm_max.append(grads[1])
+        self.has_grad_norm = self.has_grad_norm or math.isfinite(grads[0])
+        value = metrics.get(self.monitor or "", math.nan)
+        mode = self.session.get("monitor_mode") or monitor_mode(self.monitor or "")
+        if math.isfinite(value) and (self.best is None or better(value, self.best[1], mode)):
+            self.best = (len(self.lr) - 1, value)
         self.global_epoch = int(row["global_epoch"])
         self.global_step = max(self.global_step, int(row.get("global_step") or 0))
         self.last_metrics = metrics
         seg = int(row.get("segment", 0))
         self.segment_first_epoch.setdefault(seg, self.global_epoch)
+        if row.get("time") is not None:
+            now = float(row["time"])
+            self.segment_span[seg] = (self.segment_span.get(seg, (now, now))[0], now)
         self.segment_last_row[seg] = row
         if live:
             self.epoch_times.append(time.monotonic())
@@ -128,7 +160,7 @@ class RunModel:
         stays its epoch and the charts keep the whole range."""
         missing = epoch - self.global_epoch - 1 if self.lr else 0
         for _ in range(max(0, missing)):
-            for series in self.series.values():
+            for series in (*self.series.values(), self.grad_norm, self.grad_norm_max):
                 series.append(math.nan)
             self.lr.append(self.lr.last)
 

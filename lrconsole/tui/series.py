@@ -58,12 +58,19 @@ class Series:
         for value in values:
             self.append(value)
 
-    def buckets(self, n: int) -> list[tuple[float, float]]:
-        """Min and max of `n` equal stretches (fewer when the series is shorter).
+    def buckets(self, n: int, start: int = 0, stop: int | None = None) -> list[tuple[float, float]]:
+        """Min and max of `n` equal stretches of the window [start, stop) (fewer when the
+        window is shorter: then one per index).
 
-        An empty stretch (only non-finite values) is `(inf, -inf)`.
+        The window may reach past the end of the series (a shared x range): the stretches
+        are laid out over the whole window and those past the end are left out, so a short
+        series keeps its place instead of being stretched. An empty stretch (only
+        non-finite values) is `(inf, -inf)`.
         """
         size = len(self)
+        stop = size if stop is None else stop
+        if start != 0 or stop != size:
+            return self._window(n, max(0, start), stop)
         if n <= 0 or size == 0:
             return []
         raw_lo, raw_hi = self._lo[0], self._hi[0]
@@ -93,6 +100,39 @@ class Series:
             lo, hi = out[-1]
             out[-1] = (min(lo, tail_lo), max(hi, tail_hi))
         return out
+
+    def _window(self, n: int, start: int, stop: int) -> list[tuple[float, float]]:
+        size = len(self)
+        width = stop - start
+        if n <= 0 or width <= 0 or start >= size:
+            return []
+        if width <= n:
+            end = min(stop, size)
+            return list(zip(self._lo[0][start:end], self._hi[0][start:end], strict=True))
+        out: list[tuple[float, float]] = []
+        for c in range(n):
+            a = start + c * width // n
+            if a >= size:
+                break
+            out.append(self._span(a, min(size, start + (c + 1) * width // n)))
+        return out
+
+    def _span(self, a: int, b: int) -> tuple[float, float]:
+        """Min and max of raw [a, b): climbs the pyramid, O(log(b - a)) entries read."""
+        lo, hi = INF, -INF
+        k = 0
+        while a < b:
+            los, his = self._lo[k], self._hi[k]
+            if a & 1:
+                lo, hi = min(lo, los[a]), max(hi, his[a])
+                a += 1
+            if b & 1:
+                b -= 1
+                lo, hi = min(lo, los[b]), max(hi, his[b])
+            a >>= 1
+            b >>= 1
+            k += 1
+        return lo, hi
 
     def range(self) -> tuple[float, float]:
         """(min, max) of the finite values, or (inf, -inf) when there are none."""

@@ -8,6 +8,7 @@ even while the operator is typing in a planner field.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,7 +17,8 @@ from textual.binding import Binding
 
 from lrconsole.core.plan.segment import ScheduleError
 from lrconsole.tui.model import RunModel, segment_length
-from lrconsole.tui.validate import parse_lr
+from lrconsole.tui.validate import SETTINGS, parse_lr, parse_setting, parse_settings
+from lrconsole.tui.widgets.history import setting_text
 
 if TYPE_CHECKING:
     from textual.app import App
@@ -45,6 +47,8 @@ STEER_BINDINGS = [
         "f8", "extend_segment", "±Epochs", key_display="F8", tooltip="extend or shorten the segment"
     ),
     Binding("f9", "accept_divergence", "Accept divergence", key_display="F9", show=False),
+    # ctrl, not a letter: it must act while typing in a field. Not on the full footer.
+    Binding("ctrl+o", "set_settings_now", "Set settings now", key_display="^o", show=False),
 ]
 
 
@@ -64,6 +68,14 @@ def check_epochs_delta(text: str) -> str | None:
 def check_lr(text: str) -> str | None:
     try:
         parse_lr(text)
+    except ScheduleError as exc:
+        return str(exc)
+    return None
+
+
+def check_settings(text: str) -> str | None:
+    try:
+        parse_settings(text)
     except ScheduleError as exc:
         return str(exc)
     return None
@@ -177,6 +189,36 @@ class SteeringActions:
         was = f"{before:g} → " if before is not None else ""
         self.notify(f"LR {was}{lr:g} from the next step", title="LR set", timeout=4)
 
+    def action_set_settings_now(self) -> None:
+        """Ask for `momentum=0.9 weight_decay=1e-4 ...` and send `set`: from the next
+        optimizer step, for the rest of the running segment (as F2 for the LR)."""
+        from lrconsole.tui.screens.dialogs import PromptScreen
+
+        default = []  # the planner's optional fields that hold a good value, as a start
+        for name in SETTINGS[1:]:
+            with contextlib.suppress(ScheduleError):
+                text = self.planner().field_value(name)
+                if text.strip():
+                    default.append(f"{name}={setting_text(parse_setting(name, text))}")
+        screen = PromptScreen(
+            "set optimizer settings now",
+            "From the next optimizer step, for the rest of the running segment "
+            "(name=value; momentum, betas=0.9,0.999, weight_decay, clip_grad_norm=off, lr):",
+            " ".join(default),
+            check_settings,
+        )
+
+        async def answered(text: str | None) -> None:
+            if text is None:
+                return
+            settings = parse_settings(text)
+            if await self.command("set", **settings) is None:
+                return
+            what = ", ".join(f"{k} {setting_text(v)}" for k, v in settings.items())
+            self.notify(f"{what} from the next step", title="settings set", timeout=4)
+
+        self.app.push_screen(screen, answered)
+
     # -- the length of the running segment -------------------------------------------------
     async def action_end_segment(self, now: bool) -> None:
         result = await self.command("end_segment", now=now)
@@ -242,7 +284,14 @@ class SteeringActions:
 
         rows = rollback_rows(self.session_dir, self.model.metrics)
         epochs = [int(e) for e in points.get("epochs", [])]
-        screen = RollbackScreen(epochs, rows, self.model.monitor or "", reason)
+        pinned = [int(e) for e in points.get("pinned", [])]
+
+        async def pin(epoch: int, on: bool) -> list[int] | None:
+            result = await self.command("pin", epoch=epoch, on=on)
+            return None if result is None else [int(e) for e in result.get("pinned", [])]
+
+        monitor = self.model.monitor or ""
+        screen = RollbackScreen(epochs, rows, monitor, reason, pinned, pin)
 
         async def picked(epoch: int | None) -> None:
             if epoch is None:

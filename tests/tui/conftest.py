@@ -27,6 +27,7 @@ def write_fixed_session(
 
     folder = sessions / name
     folder.mkdir(parents=True)
+    fixed = "2026-01-01T00:00:00+00:00"
     manifest = Manifest(
         name=name,
         task=TaskSpec("lesson"),
@@ -40,10 +41,15 @@ def write_fixed_session(
         global_step=epochs * 14,
         state=state,
         best=None if best is None else {"metric": "test_mse", "value": best, "epoch": epochs},
-        created="2026-01-01T00:00:00+00:00",
-        updated="2026-01-01T00:00:00+00:00",
+        created=fixed,
+        updated=fixed,
     )
     manifest.write(folder)
+    # write() stamps `updated` with the clock; the home screen sorts by it: keep it fixed.
+    path = folder / "manifest.yaml"
+    path.write_text(
+        path.read_text().replace(f"updated: '{manifest.updated}'", f"updated: '{fixed}'")
+    )
     return folder
 
 

@@ -17,6 +17,8 @@ from textual.worker import Worker, WorkerState
 
 from lrconsole.core.session.layout import SCHEDULE_EXPORT, TB_DIR
 from lrconsole.tui import messages as m
+from lrconsole.tui.chartkeys import CHART_BINDINGS, ChartActions
+from lrconsole.tui.chartview import ChartView
 from lrconsole.tui.controller import Connector, Controller, NotConnected
 from lrconsole.tui.disk import load_branches, snapshot_from_disk
 from lrconsole.tui.screens.dialogs import ErrorScreen, ExportScreen, QuitScreen
@@ -31,14 +33,14 @@ REDRAW_INTERVAL = 0.25  # seconds: at most 4 chart redraws per second
 RUNNER_GROUP = "runner"
 
 
-class RunScreen(SteeringActions, Screen[None]):
+class RunScreen(ChartActions, SteeringActions, Screen[None]):
     DEFAULT_CSS = """
     RunScreen { layout: vertical; }
     RunScreen #topbar { height: 1; padding: 0 1; background: $panel; }
     RunScreen #main { height: 3fr; min-height: 14; }
     RunScreen #charts { width: 1fr; }
-    RunScreen LossChart { height: 1fr; }
-    RunScreen LrChart { height: 7; }
+    RunScreen LossChart { height: 2fr; }
+    RunScreen LrChart { height: 1fr; min-height: 5; max-height: 9; }
     RunScreen SegmentTable { height: 1fr; min-height: 5; max-height: 16; }
     """
 
@@ -52,7 +54,7 @@ class RunScreen(SteeringActions, Screen[None]):
         Binding("e", "export", "Export"),
         Binding("r,ctrl+r", "rollback", "Roll back", show=False),
         Binding("t", "tensorboard", "TensorBoard", show=False),
-        Binding("l", "log_scale", "Log scale", show=False),
+        *CHART_BINDINGS,
         Binding("f", "lr_find", "LR find", show=False),
     ]
 
@@ -61,6 +63,7 @@ class RunScreen(SteeringActions, Screen[None]):
         self.session_dir = session_dir
         self.controller = Controller(session_dir, connector)
         self.model = self.controller.model
+        self.view = ChartView()  # the charts' shared epoch window, range and overlay
         self.tensorboard = TensorBoard(session_dir / TB_DIR)
         self._dirty = True
         self._plan_dirty = True
@@ -72,8 +75,8 @@ class RunScreen(SteeringActions, Screen[None]):
         yield Static("", id="topbar")
         with Horizontal(id="main"):
             with Vertical(id="charts"):
-                yield LossChart(self.model, id="loss-chart")
-                yield LrChart(self.model, id="lr-chart")
+                yield LossChart(self.model, self.view, id="loss-chart")
+                yield LrChart(self.model, self.view, id="lr-chart")
             yield Planner(id="planner")
         yield RunProgress(self.model, id="progress")
         yield SegmentTable(self.model, id="segments")
@@ -169,7 +172,8 @@ class RunScreen(SteeringActions, Screen[None]):
 
     def on_plan_changed(self, message: m.PlanChanged) -> None:
         self._dirty = self._plan_dirty = True
-        self.query_one(LrChart).mark_stale()  # the planned curve follows the queue
+        for chart in (self.query_one(LossChart), self.query_one(LrChart)):
+            chart.mark_stale()  # the planned curve and the shared x range follow the queue
 
     def on_segment_started(self, message: m.SegmentStarted) -> None:
         self._dirty = self._plan_dirty = True
@@ -232,7 +236,7 @@ class RunScreen(SteeringActions, Screen[None]):
 
     # -- planner ------------------------------------------------------------------------
     async def on_segment_requested(self, message: m.SegmentRequested) -> None:
-        segment: dict[str, Any] = {"epochs": message.epochs, "lr": message.lr}
+        segment: dict[str, Any] = {"epochs": message.epochs, "lr": message.lr, **message.settings}
         if message.edit is None:
             ok = await self.command("queue", segments=[segment])
         else:
@@ -298,11 +302,6 @@ class RunScreen(SteeringActions, Screen[None]):
 
     def focus_epochs(self) -> None:
         self.query_one("#epochs", NumberInput).focus()
-
-    def action_log_scale(self) -> None:
-        chart = self.query_one(LossChart)
-        chart.log_scale = not chart.log_scale
-        self.notify(f"loss chart: {'log' if chart.log_scale else 'linear'} scale", timeout=1.5)
 
     def action_export(self) -> None:
         default = self.session_dir / SCHEDULE_EXPORT

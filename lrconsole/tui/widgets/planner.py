@@ -15,7 +15,19 @@ from textual.widgets.option_list import Option
 from lrconsole.core.plan.segment import ScheduleError
 from lrconsole.tui import messages as m
 from lrconsole.tui.model import describe_segment
-from lrconsole.tui.validate import parse_epochs, parse_lr
+from lrconsole.tui.validate import parse_epochs, parse_lr, parse_setting
+from lrconsole.tui.widgets.history import describe_settings, setting_text
+
+# The optional fields, collapsed under "more": (id = the segment field, label, hint).
+MORE_FIELDS = (
+    ("momentum", "momentum", "keep, e.g. 0.9", "SGD, RMSprop: in [0, 1)"),
+    ("betas", "betas", "keep, e.g. 0.9,0.999", "Adam, AdamW: two numbers in [0, 1)"),
+    ("weight_decay", "w. decay", "keep, e.g. 1e-4", "weight decay: >= 0"),
+    ("clip_grad_norm", "clip", "keep; off or e.g. 1.0", "max total gradient norm, or off"),
+    ("note", "note", "why this segment", "free text, at most 500 characters"),
+)
+MORE_LABEL = "▸ more: momentum, wd, clip…"
+LESS_LABEL = "▾ less"
 
 
 class NumberInput(Input):
@@ -47,7 +59,11 @@ class Planner(Vertical):
     Planner NumberInput { width: 1fr; }
     Planner .field-error { color: $error; height: auto; display: none; }
     Planner .field-error.-shown { display: block; }
-    Planner #planner-buttons { height: 1; margin-top: 1; }
+    Planner #more-toggle { height: 1; min-width: 0; width: auto; }
+    Planner #more { height: auto; display: none; }
+    Planner #more.-open { display: block; }
+    Planner #more .row Label { width: 9; }
+    Planner #planner-buttons { height: 1; }
     Planner #planner-buttons Button { margin-right: 1; width: auto; min-width: 6; }
     Planner #queue-title { margin-top: 1; color: $text-muted; }
     Planner #queue { height: 1fr; min-height: 2; border: none; padding: 0; }
@@ -80,6 +96,14 @@ class Planner(Vertical):
                 tooltip="learning rate: > 0 and at most 10, e.g. 0.03 or 3e-2",
             )
         yield Static("", id="lr-error", classes="field-error")
+        # Collapsed by default: the planner keeps its size at 80x24.
+        yield Button(MORE_LABEL, id="more-toggle", compact=True)
+        with Vertical(id="more"):
+            for name, label, hint, tooltip in MORE_FIELDS:
+                with Horizontal(classes="row"):
+                    yield Label(label)
+                    yield NumberInput("", id=name, placeholder=hint, tooltip=tooltip)
+                yield Static("", id=f"{name}-error", classes="field-error")
         with Horizontal(id="planner-buttons"):
             yield Button("Queue ⏎", id="queue-button", variant="primary", compact=True)
             yield Button("Edit", id="edit-button", compact=True)
@@ -103,7 +127,7 @@ class Planner(Vertical):
     @on(NumberInput.Changed)
     def _field_changed(self, event: NumberInput.Changed) -> None:
         # A fix to a refused field clears its message at once.
-        if event.input.id in ("epochs", "lr"):
+        if event.input.id is not None:
             self.show_error(event.input.id, None)
 
     def set_lr(self, text: str, *, focus: bool = True) -> None:
@@ -151,11 +175,45 @@ class Planner(Vertical):
         if lr is None:
             self.query_one("#lr", NumberInput).focus()
             return
-        self.post_message(m.SegmentRequested(epochs, lr, self.editing))
+        settings = self.settings()
+        if settings is None:
+            return
+        self.post_message(m.SegmentRequested(epochs, lr, self.editing, settings))
         self.stop_editing()
+        self.query_one("#note", NumberInput).value = ""  # a note belongs to one segment
         # The values stay, selected: the next segment is typed over them, not appended.
         for field in self.query(NumberInput):
             field.select_all()
+
+    def settings(self) -> dict[str, Any] | None:
+        """The optional fields that are filled in, as the segment's fields; None (and the
+        first bad field opened, focused, with its message) when one is refused."""
+        out: dict[str, Any] = {}
+        for name, *_ in MORE_FIELDS:
+            field = self.query_one(f"#{name}", NumberInput)
+            if not field.value.strip():
+                continue  # left empty: the previous segment's value goes on
+            try:
+                out[name] = parse_setting(name, field.value)
+            except ScheduleError as exc:
+                self.show_error(name, str(exc))
+                self.post_message(m.InputRejected(name, str(exc)))
+                self.show_more(True)
+                field.focus()
+                return None
+        return out
+
+    def show_more(self, open_: bool) -> None:
+        self.query_one("#more").set_class(open_, "-open")
+        self.query_one("#more-toggle", Button).label = LESS_LABEL if open_ else MORE_LABEL
+
+    @on(Button.Pressed, "#more-toggle")
+    def _toggle_more(self, event: Button.Pressed) -> None:
+        event.stop()
+        opened = not self.query_one("#more").has_class("-open")
+        self.show_more(opened)
+        if opened:
+            self.query_one("#momentum", NumberInput).focus()
 
     @on(Input.Submitted)
     def _submitted(self, event: Input.Submitted) -> None:
@@ -174,7 +232,8 @@ class Planner(Vertical):
         highlighted = queue.highlighted
         queue.clear_options()
         queue.add_options(
-            Option(f"#{index + 1}  {describe_segment(seg)}") for index, seg in segments
+            Option(f"#{index + 1}  {describe_segment(seg)}{describe_settings(seg)}")
+            for index, seg in segments
         )
         if segments:
             queue.highlighted = min(highlighted or 0, len(segments) - 1)
@@ -187,6 +246,13 @@ class Planner(Vertical):
         if segment.get("epochs") is not None:
             self.query_one("#epochs", NumberInput).fill(str(segment["epochs"]))
         self.query_one("#lr", NumberInput).fill(f"{float(segment['lr']):g}")
+        shown = False
+        for name, *_ in MORE_FIELDS:  # its own settings, or empty: as it was queued
+            shown = shown or name in segment
+            text = setting_text(segment[name]) if name in segment else ""
+            self.query_one(f"#{name}", NumberInput).fill(text)
+        if shown:
+            self.show_more(True)
         self.query_one("#editing", Static).update(
             f"editing queued #{number}: Enter saves, Esc cancels"
         )
