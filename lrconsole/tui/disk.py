@@ -15,7 +15,7 @@ from lrconsole.core.plan.plan import Plan
 from lrconsole.core.session.discover import read_metrics
 from lrconsole.core.session.layout import MANIFEST
 from lrconsole.core.session.manifest import Manifest
-from lrconsole.core.session.metrics import read_rows
+from lrconsole.core.session.metrics import GRAD_COLUMNS, read_rows
 from lrconsole.core.session.snapshot import build_snapshot
 from lrconsole.errors import UserError
 from lrconsole.tui.model import RunModel
@@ -49,16 +49,17 @@ def snapshot_from_disk(folder: Path) -> dict[str, Any] | None:
             continue
         if step > manifest.global_step:
             break  # past the last checkpoint: a resumed runner trains these again
-        metrics = {k: _number(v) for k, v in row.items() if k not in COUNTERS}
-        history.append(
-            {
-                "global_epoch": epoch,
-                "global_step": step,
-                "segment": int(row.get("segment") or 0),
-                "lr": _number(row.get("lr")) or math.nan,
-                "metrics": {k: v for k, v in metrics.items() if v is not None},
-            }
-        )
+        metrics = {k: _number(v) for k, v in row.items() if k not in COUNTERS + GRAD_COLUMNS}
+        entry: dict[str, Any] = {
+            "global_epoch": epoch,
+            "global_step": step,
+            "segment": int(row.get("segment") or 0),
+            "lr": _number(row.get("lr")) or math.nan,
+            "metrics": {k: v for k, v in metrics.items() if v is not None},
+        }
+        # Top level, as the runner's rows carry them: not loss metrics.
+        entry |= {k: _number(row[k]) for k in GRAD_COLUMNS if row.get(k)}
+        history.append(entry)
     plan = Plan(manifest.segments, manifest.steps_per_epoch)
     return build_snapshot(
         manifest,
