@@ -3,6 +3,7 @@ and `p` pins or unpins the highlighted one through the given command."""
 
 from __future__ import annotations
 
+from screen_text import screen_text
 from textual.app import App
 from textual.widgets import OptionList
 
@@ -32,12 +33,14 @@ async def test_p_pins_and_unpins_the_highlighted_epoch() -> None:
         assert labels() == [
             "epoch 9  test_loss 0.11111  lr 0.01",
             "epoch 5  test_loss 0.2  lr 0.01",
-            "epoch 2  test_loss 0.5  lr 0.01  [pinned]",
+            "epoch 2  test_loss 0.5  lr 0.01  (pinned)",
         ]
+        # Drawn, not only in the prompt string (a "[pinned]" was taken as markup: unseen).
+        assert "epoch 2  test_loss 0.5  lr 0.01  (pinned)" in screen_text(app)
         await pilot.press("p")  # the newest is highlighted first
         await pilot.pause()
-        assert sent == [(9, True)] and labels()[0].endswith("[pinned]")
+        assert sent == [(9, True)] and labels()[0].endswith("(pinned)")
         await pilot.press("down", "down", "p")
         await pilot.pause()
-        assert sent[-1] == (2, False) and not labels()[2].endswith("[pinned]")
+        assert sent[-1] == (2, False) and not labels()[2].endswith("(pinned)")
         assert screen.pinned == {9}

@@ -72,7 +72,7 @@ class RollbackScreen(ModalScreen[int | None]):
         value = (row or {}).get("metrics", {}).get(self.monitor)
         metric = f"  {self.monitor} {value:.5g}" if isinstance(value, float) else ""
         lr = f"  lr {row['lr']:g}" if row else ""
-        mark = "  [pinned]" if epoch in self.pinned else ""
+        mark = "  (pinned)" if epoch in self.pinned else ""  # not [..]: that is markup
         return f"epoch {epoch}{metric}{lr}{mark}"
 
     async def action_toggle_pin(self) -> None:
