@@ -59,7 +59,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 def cmd_pin(args: argparse.Namespace) -> int:
     """Pin or unpin through the live runner, or in the manifest under the session's lock."""
-    from lrconsole.cli.steering import ask
+    from lrconsole.cli.steering import ask, edit_manifest
     from lrconsole.core.session.pins import kept_epochs, pinned_epochs, set_pin
     from lrconsole.runner.launch import runner_alive
 
@@ -75,16 +75,7 @@ def cmd_pin(args: argparse.Namespace) -> int:
         (result,) = ask(folder, [("pin", {"epoch": args.epoch, "on": on})])
         pinned = [int(e) for e in result.get("pinned", [])]
     else:
-        from lrconsole.core.session.store import SessionLock  # torch: after parsing
-
-        lock = SessionLock(folder)
-        lock.acquire()  # a runner starting now waits for this write, or this waits for it
-        try:
-            m = Manifest.read(folder)
-            pinned = set_pin(folder, m, args.epoch, on)
-            m.write(folder)
-        finally:
-            lock.release()
+        pinned = edit_manifest(folder, lambda m: set_pin(folder, m, args.epoch, on))
     done = "pinned" if on else "unpinned"
     print(f"epoch {args.epoch} {done}; pinned epochs: {', '.join(map(str, pinned)) or 'none'}")
     return 0

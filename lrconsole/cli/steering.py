@@ -8,13 +8,18 @@ import argparse
 import asyncio
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from lrconsole.cli.args import with_session
 from lrconsole.core.plan import settings as opt
 from lrconsole.core.plan import shapes
 from lrconsole.core.plan.schema import EPOCHS_MAX, Field, FieldError, read_epochs, read_lr
 from lrconsole.errors import UserError
+
+if TYPE_CHECKING:
+    from lrconsole.core.session.manifest import Manifest
+
+T = TypeVar("T")
 
 COMMANDS = ("set-lr", "set", "note", "end-segment", "extend", "queue", "pause", "resume")
 SET_KEYS = ("lr", *opt.SETTINGS)
@@ -297,25 +302,37 @@ def run_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def edit_manifest(folder: Path, change: Callable[[Manifest], T]) -> T:
+    """Apply `change` to the manifest on disk, under the session's lock (for a session no
+    runner holds: a runner starting now waits for this write, or this waits for it)."""
+    from lrconsole.core.session.manifest import Manifest
+    from lrconsole.core.session.store import SessionLock  # torch: after parsing
+
+    lock = SessionLock(folder)
+    lock.acquire()
+    try:
+        manifest = Manifest.read(folder)
+        result = change(manifest)
+        manifest.write(folder)
+        return result
+    finally:
+        lock.release()
+
+
 def set_note(folder: Path, index: int, text: str) -> str:
     """Write segment `index`'s note through the live runner, or in the manifest (under the
     session's lock) when none holds the session; what was done, in words."""
     from lrconsole.core.plan.plan import Plan
-    from lrconsole.core.session.manifest import Manifest
-    from lrconsole.core.session.store import SessionLock
     from lrconsole.runner.launch import runner_alive
 
     if runner_alive(folder):
         ask(folder, [("note", {"segment": index, "text": text})])
         return f"segment {index + 1}'s note written (live)"
-    lock = SessionLock(folder)
-    lock.acquire()  # a runner starting now waits for this write, or this waits for it
-    try:
-        manifest = Manifest.read(folder)
+
+    def change(manifest: Manifest) -> None:
         plan = Plan(manifest.segments, manifest.steps_per_epoch)
         plan.set_note(index, text)
         manifest.segments = plan.segments
-        manifest.write(folder)
-    finally:
-        lock.release()
+
+    edit_manifest(folder, change)
     return f"segment {index + 1}'s note written"
