@@ -1,11 +1,12 @@
 """Engine (TensorBoard + checkpoints on) against a bare PyTorch loop on the lesson task.
 
-    python benchmarks/bench_engine.py [--epochs 60] [--rounds 7] [--hidden WIDTH]
+    python benchmarks/bench_engine.py [--epochs 40] [--rounds 15] [--hidden WIDTH]
 
 Both sides train the same math in this one process, interleaved round by round so that
 machine noise hits both alike; the engine runs twice a round, with gradient diagnostics
 (the per-step gradient norm and its guard) on and off. Prints per-epoch medians and their
-ratios (targets: <= 1.05, and <= 1.03 with diagnostics on against off), then the cost of
+ratios (targets: <= 1.05, and <= 1.03 with diagnostics on against off), each the median
+of the rounds' ratios (a round's three sides run back to back), then the cost of
 one resume: from process start to the first trained batch. `--hidden WIDTH` trains
 bench_scale's MLP (64 -> WIDTH -> WIDTH -> 8, Adam; 3200 is about 10M parameters)
 instead of the lesson's model, and skips the resume.
@@ -44,15 +45,25 @@ def make_task(hidden: int | None) -> Task:
     return task
 
 
-def bare_epoch_times(epochs: int, lr: float, hidden: int | None) -> list[float]:
+Times = list[tuple[float, float]]  # per epoch: (wall seconds, training thread's CPU seconds)
+
+
+def now() -> tuple[float, float]:
+    return time.perf_counter(), time.thread_time()
+
+
+def spans(marks: Times) -> Times:
+    return [(b[0] - a[0], b[1] - a[1]) for a, b in zip(marks, marks[1:], strict=False)]
+
+
+def bare_epoch_times(epochs: int, lr: float, hidden: int | None) -> Times:
     """The lesson's fit_rec: SGD, MSE, then full-set train and test MSE in eval mode."""
     task = make_task(hidden)
     model, loss_fn = task.model, task.loss
     optimizer = build_optimizer(task.optimizer_spec(), model.parameters(), lr)
     eval_batches = [batches[0] for batches in task.eval_sets.values()]  # type: ignore[index]
-    times = []
+    marks = [now()]
     for _ in range(epochs):
-        start = time.perf_counter()
         model.train()
         for x, y in task.train_loader:
             loss = loss_fn(model(x), y)
@@ -63,14 +74,14 @@ def bare_epoch_times(epochs: int, lr: float, hidden: int | None) -> list[float]:
         with torch.no_grad():
             rec = [float(loss_fn(model(x), y)) for x, y in eval_batches]
         model.train()
-        times.append(time.perf_counter() - start)
+        marks.append(now())
         assert rec
-    return times
+    return spans(marks)
 
 
 def engine_epoch_times(
     folder: Path, epochs: int, lr: float, hidden: int | None, grad_norm: bool
-) -> list[float]:
+) -> Times:
     from lrconsole.core.train import events as ev
 
     trainer = Trainer.open(
@@ -79,12 +90,11 @@ def engine_epoch_times(
         task=make_task(hidden),
         grad_norm=grad_norm,
     )
-    marks: list[float] = []
-    trainer.engine.on(ev.EpochEnd, lambda e: marks.append(time.perf_counter()))
-    start = time.perf_counter()
+    marks = [now()]  # EpochEnd is emitted on the training thread
+    trainer.engine.on(ev.EpochEnd, lambda e: marks.append(now()))
     trainer.engine.run()
     trainer.close()
-    return [b - a for a, b in zip([start, *marks[:-1]], marks, strict=True)]
+    return spans(marks)
 
 
 RESUME_PROBE = """
@@ -115,39 +125,57 @@ def resume_seconds(folder: Path) -> float:
     return float(out.stdout.split()[0]) - start
 
 
+def report(what: str, rounds: list[dict[str, float]]) -> None:
+    """Medians over rounds of each round's median epoch, and of each round's ratios."""
+    bare, on, off = (statistics.median(r[k] for r in rounds) for k in ("bare", "on", "off"))
+    on_bare = statistics.median(r["on"] / r["bare"] for r in rounds)
+    off_bare = statistics.median(r["off"] / r["bare"] for r in rounds)
+    on_off = [r["on"] / r["off"] for r in rounds]
+    print(f"-- {what}: median epoch, and median of the rounds' ratios")
+    print(f"bare loop  median epoch {bare * 1e3:.3f} ms")
+    print(f"engine     median epoch {on * 1e3:.3f} ms  (TensorBoard + checkpoints + grad norm)")
+    print(f"engine     median epoch {off * 1e3:.3f} ms  (--no-grad-norm)")
+    print(f"ratio engine/bare: {on_bare:.3f} diagnostics on, {off_bare:.3f} off (target <= 1.05)")
+    print(
+        f"ratio diagnostics on/off: {statistics.median(on_off):.3f}  (target <= 1.03; "
+        f"rounds {min(on_off):.3f} to {max(on_off):.3f})"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--epochs", type=int, default=60)
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--hidden", type=int, default=None, help="an MLP this wide instead")
     args = parser.parse_args()
     torch.set_num_threads(1)
     lr = 0.03 if args.hidden is None else 1e-4
-    bare: list[float] = []
-    on: list[float] = []
-    off: list[float] = []
+    # Per round, each side's median epoch; the three sides of a round run back to back,
+    # so a round's ratios are paired against the machine's noise of that moment.
+    walls: list[dict[str, float]] = []
+    cpus: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.rounds):
+            wall, cpu = {}, {}
             # Each side's warm-up epoch is dropped; the order turns each round.
             for kind in ("bare", "on", "off")[i % 3 :] + ("bare", "on", "off")[: i % 3]:
                 if kind == "bare":
-                    bare += bare_epoch_times(args.epochs, lr, args.hidden)[1:]
-                    continue
-                folder = Path(tmp) / f"{kind}{i}"
-                times = engine_epoch_times(folder, args.epochs, lr, args.hidden, kind == "on")
-                (on if kind == "on" else off).extend(times[1:])
+                    times = bare_epoch_times(args.epochs, lr, args.hidden)
+                else:
+                    folder = Path(tmp) / f"{kind}{i}"
+                    times = engine_epoch_times(folder, args.epochs, lr, args.hidden, kind == "on")
+                wall[kind] = statistics.median(w for w, _ in times[1:])
+                cpu[kind] = statistics.median(c for _, c in times[1:])
+            walls.append(wall)
+            cpus.append(cpu)
         resumes = []
         if args.hidden is None:
             resumes = [resume_seconds(Path(tmp) / f"on{i}") for i in range(min(args.rounds, 5))]
-    mb, mon, moff = statistics.median(bare), statistics.median(on), statistics.median(off)
     size = sum(p.numel() for p in make_task(args.hidden).model.parameters())
     name = "lesson task" if args.hidden is None else f"MLP width {args.hidden}"
     print(f"{name} ({size:,} parameters), {args.rounds} rounds x {args.epochs} epochs, threads 1")
-    print(f"bare loop  median epoch {mb * 1e3:.3f} ms")
-    print(f"engine     median epoch {mon * 1e3:.3f} ms  (TensorBoard + checkpoints + grad norm)")
-    print(f"engine     median epoch {moff * 1e3:.3f} ms  (--no-grad-norm)")
-    print(f"ratio engine/bare: {mon / mb:.3f} diagnostics on, {moff / mb:.3f} off (target <= 1.05)")
-    print(f"ratio diagnostics on/off: {mon / moff:.3f}  (target <= 1.03)")
+    report("wall time", walls)
+    report("the training thread's CPU time (other processes' load left out)", cpus)
     if resumes:
         print(
             f"resume: process start to first trained batch, median of {len(resumes)}: "

@@ -176,6 +176,7 @@ def test_no_norm_is_read_on_the_training_step(
     trainer = Trainer.open(
         tmp_path / "s", schedule=Schedule([Segment(0.03, epochs=4)]), tensorboard=False
     )
+    trainer.engine.grads.lag_on_cpu = True  # the path a CUDA device takes
     reads_at: list[tuple[int, int]] = []
     trainer.engine.on(ev.BatchEnd, lambda e: reads_at.append((e.batch, Counted.reads)))
     assert trainer.engine.run() == "done"

@@ -86,10 +86,19 @@ class MetricsLog:
         self._pending.append(row)
 
     def sync(self) -> None:
+        self.write_pending()
+        self.fsync()
+
+    def write_pending(self) -> None:
+        """The buffered rows into the file (the OS's cache), without waiting for the disk."""
         if self._handle is not None:
             self._writer.writerows(self._pending)
             self._pending.clear()
             self._handle.flush()
+
+    def fsync(self) -> None:
+        """What was written, onto the disk (any thread: the checkpoint writer calls it)."""
+        if self._handle is not None:
             os.fsync(self._handle.fileno())
 
     def discard_pending(self) -> list[dict[str, Any]]:

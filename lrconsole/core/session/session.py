@@ -101,9 +101,21 @@ class Session:
 
     def sync_logs(self) -> None:
         """metrics.csv and TensorBoard up to now, before a checkpoint is taken."""
-        self.metrics_log.sync()
+        self.stage_logs()
+        self.persist_logs()
+
+    def stage_logs(self) -> None:
+        """The logs up to now handed to the OS and TensorBoard's queue (training thread)."""
+        self.metrics_log.write_pending()
         if self.tensorboard is not None:
-            self.tensorboard.flush()
+            self.tensorboard.stage()
+
+    def persist_logs(self) -> None:
+        """What `stage_logs` handed over, onto the disk: the waits (fsync, TensorBoard's
+        flush), on the checkpoint writer's thread, before the manifest names it."""
+        self.metrics_log.fsync()
+        if self.tensorboard is not None:
+            self.tensorboard.writer.flush()
 
     def commit_checkpoint(
         self,

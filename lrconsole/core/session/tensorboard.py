@@ -45,6 +45,11 @@ class TensorBoardLogger:
         self.pending.append((global_epoch, lr, dict(metrics)))
 
     def flush(self) -> None:
+        self.stage()
+        self.writer.flush()
+
+    def stage(self) -> None:
+        """The epochs so far to the writer's queue (cheap); `writer.flush()` writes them."""
         pending, self.pending = self.pending, []
         for epoch, lr, metrics in pending:
             for name, value in metrics.items():
@@ -55,7 +60,6 @@ class TensorBoardLogger:
             for tag, scalar in values.items():
                 if scalar is not None:
                     self.writer.add_scalar(tag, scalar, at)
-        self.writer.flush()
 
     def discard(self) -> None:
         """Drop the epochs not yet written (past the last checkpoint: they are redone)."""

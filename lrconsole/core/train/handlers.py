@@ -175,7 +175,9 @@ class Checkpointer:
             return
         if self.background:
             state = self.snapshot.take(state)
-        self.session.sync_logs()
+            self.session.stage_logs()  # made durable by the writer, before the manifest
+        else:
+            self.session.sync_logs()
         if self.background:
             blocking = time.perf_counter() - began
             self.blocked_s += blocking
@@ -207,6 +209,7 @@ class Checkpointer:
             return save_checkpoint(session.folder, state)
 
         rel = run_lowered(write) if low else write()
+        session.persist_logs()  # the logs staged with the state, before the manifest
         written = time.perf_counter()
         # Wall time, even when lowered: its CPU time leaves out the page cache's writeback
         # and the memory traffic, which slow training as much.
