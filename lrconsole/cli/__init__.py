@@ -93,7 +93,7 @@ def build_parser() -> Parser:
     p = with_session(add("open", "open the console on a session, resuming it"))
 
     p = add("attach", "join the runner that is training a session")
-    p.add_argument("session", nargs="?", help="a session name or path (or --socket)")
+    p.add_argument("session", nargs="?", help="a session name or path, HOST:SESSION (over ssh)")
     p.add_argument("--lines", action="store_true", help="print events as lines, no console")
     p.add_argument(
         "--socket", type=folder_path, metavar="PATH", help="a runner's control socket (ssh -L)"
@@ -319,6 +319,11 @@ def dispatch(args: argparse.Namespace) -> int:
         from lrconsole.cli.strategies import dispatch as strategies
 
         return strategies(args)
+    if command == "attach" and ":" in (args.session or ""):  # HOST:SESSION, through ssh
+        from lrconsole.cli.sshattach import attach_over_ssh
+
+        if (code := attach_over_ssh(args)) is not None:
+            return code
     if command == "attach" and args.socket is not None and not args.lines:
         from lrconsole.cli.remote import cmd_attach_socket
 
