@@ -45,6 +45,18 @@ def test_names_are_checked() -> None:
         assert check_name(bad), bad
 
 
+def test_a_new_session_is_named_as_rename_requires(sessions: Path, tmp_path: Path) -> None:
+    """`run NAME` and `new NAME` create sessions: a name `attach HOST:SESSION` would take
+    for a host (a ':'), or one a shell would split, is refused before anything is made."""
+    schedule = tmp_path / "plan.yaml"
+    schedule.write_text("version: 1\ntask: lesson\nsegments:\n  - {epochs: 1, lr: 0.03}\n")
+    for args in (("run", "gpu:far", "--schedule", str(schedule)), ("new", "a b")):
+        done = cli(sessions, *args)
+        assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+        assert "not a valid session name" in done.stderr
+    assert not sessions.exists() or not any(sessions.iterdir())
+
+
 @pytest.mark.slow
 def test_rename_then_delete_from_the_cli(sessions: Path, tmp_path: Path) -> None:
     folder = trained(sessions, "first", tmp_path)

@@ -250,8 +250,8 @@ def test_bad_host_session_is_one_line_and_local_names_stay_local(short_root: Pat
         assert attach.returncode == 2, (text, err)
         assert len(err.splitlines()) == 1 and why in err, err
         assert err.startswith(f"lrconsole: error: {text!r}: ")
-    # `run` and `new` accept a ':' in a session name: such a session here is attached here,
-    # and a path with a '/' before its ':' is a local path, as scp reads it.
+    # A session with a ':' in its name (made before `run` and `new` refused such names) is
+    # attached here, and a path with a '/' before its ':' is a local path, as scp reads it.
     local = short_root / "sessions" / "a:b"
     local.mkdir(parents=True)
     (local / "manifest.yaml").write_text("not read before the socket\n")

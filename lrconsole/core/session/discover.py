@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lrconsole.core.plan.schedule import Schedule
+from lrconsole.core.session.admin import check_name
 from lrconsole.core.session.layout import LOCK, MANIFEST, METRICS, checkpoint_steps
 from lrconsole.core.session.manifest import Manifest, SessionError
 from lrconsole.core.session.metrics import read_rows
@@ -30,6 +31,9 @@ def resolve_session(sessions_dir: Path, name_or_path: str, must_exist: bool = Tr
         folder = candidate
     else:
         folder = sessions_dir / name_or_path
+        new = not must_exist and not (folder / MANIFEST).is_file()
+        if new and (problem := check_name(name_or_path)) is not None:
+            raise SessionError(problem)  # a name `attach HOST:SESSION` or a shell would split
     if must_exist and not (folder / MANIFEST).is_file():
         if folder.is_dir():
             raise SessionError(f"{folder}: not a session (no {MANIFEST})")
