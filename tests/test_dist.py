@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lrconsole.client import ConnectionLost, RunnerClient
+from lrconsole.client import CommandFailed, ConnectionLost, RunnerClient
 from tests.conftest import ROOT, lrconsole, metric_rows, write_schedule
 
 pytestmark = pytest.mark.slow
@@ -104,6 +104,10 @@ async def test_ranks_stay_identical_after_an_lr_change_mid_segment(
     step = (await client.call("status"))["global_step"]
     await asyncio.sleep(0.3)
     assert (await client.call("status"))["global_step"] == step  # every rank waits
+    # A live rollback or LR range test would move rank 0's weights alone: refused.
+    for cmd, args in (("rollback", {"epoch": 1}), ("lr_find", {})):
+        with pytest.raises(CommandFailed, match="not possible while a distributed run trains"):
+            await client.call(cmd, **args)
     await client.call("resume")
     for _ in range(3):
         await client.wait_for("epoch", timeout=10)

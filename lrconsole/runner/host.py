@@ -22,6 +22,14 @@ from lrconsole.errors import UserError
 from lrconsole.protocol import ProtocolError
 from lrconsole.runner.server import ControlServer
 
+# A live rollback or LR range test reloads rank 0's model and optimizer alone: the other
+# ranks would train on from weights of their own. Restarting from the files is exact.
+ALONE = (
+    "{cmd} is not possible while a distributed run trains (the other ranks would keep "
+    "their weights): stop it (`lrconsole stop {session}`), then `lrconsole rollback "
+    "{session} --epoch N` and start it again"
+)
+
 
 class Runner:
     def __init__(self, trainer: Trainer, idle_timeout: float = 600.0) -> None:
@@ -129,6 +137,8 @@ class Runner:
             return {"segment": index, "global_step": step}
         elif cmd == "extend_segment":
             return engine.extend_segment(args["epochs"])
+        elif cmd in ("rollback", "lr_find") and engine.hooks.step_begin is not None:
+            raise UserError(ALONE.format(cmd=cmd, session=self.trainer.folder.name))
         elif cmd == "rollback":
             epoch = args["epoch"]
             return engine.submit(lambda: self.trainer.rollback(epoch).to_dict())
