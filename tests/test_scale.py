@@ -22,16 +22,21 @@ from lrconsole.core.session.manifest import Manifest
 from lrconsole.core.session.store import load_checkpoint
 from lrconsole.core.tasks.task import load_task
 from lrconsole.core.train import events as ev
+from lrconsole.core.train.rng import seed_everything
 from lrconsole.core.train.trainer import Trainer
 from tests.conftest import ROOT, lrconsole, metric_rows
 
 # A 1.1M-parameter MLP with Adam: a 13 MB checkpoint, so that a write takes long enough
-# for a SIGKILL to land in the middle of it.
+# for a SIGKILL to land in the middle of it. Its copies overlap the next step as a big
+# model's do (the runner imports this file).
 TASK = """
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from lrconsole import Task
+from lrconsole.core.train.handlers import Checkpointer
+
+Checkpointer.OVERLAP_MIN = 0
 
 def make_task(width: int = 1024, steps: int = 6, batch: int = 32, device: str = "cpu") -> Task:
     g = torch.Generator().manual_seed(1)
@@ -151,6 +156,72 @@ def counting_task(lag: bool | None = None) -> Any:
 
     task.loss = loss
     return task
+
+
+def overlapped_run(folder: Path, slow_copy: float) -> tuple[Trainer, list[ev.CheckpointSaved]]:
+    """The 1.1M MLP, a checkpoint at every epoch end, parameter copies overlapping the
+    next step (`slow_copy` seconds late: the step must wait for them)."""
+    namespace: dict[str, Any] = {}
+    exec(TASK, namespace)  # noqa: S102 - the test's own task source
+    seed_everything(0)  # the same initial weights for each run
+    trainer = Trainer.open(
+        folder,
+        schedule=Schedule([Segment(1e-3, epochs=4)]),
+        task=namespace["make_task"](width=256),
+        tensorboard=False,
+        checkpoint_interval=0,
+    )
+    saved: list[ev.CheckpointSaved] = []
+    trainer.engine.on(ev.CheckpointSaved, saved.append)
+    checkpointer = trainer.checkpointer
+    assert checkpointer is not None
+    checkpointer.OVERLAP_MIN = 0 if slow_copy else 1 << 62
+    copy = checkpointer.snapshot.copy_deferred
+
+    def late() -> None:
+        time.sleep(slow_copy)
+        copy()
+
+    checkpointer.snapshot.copy_deferred = late  # type: ignore[method-assign]
+    assert trainer.engine.run() == "done"
+    trainer.close()
+    return trainer, saved
+
+
+def test_overlapped_copies_hold_the_next_optimizer_step(tmp_path: Path) -> None:
+    """Parameters and optimizer state are copied while the next step's forward and
+    backward run; that step's optimizer.step waits for the copy, so every checkpoint
+    holds exactly the state of its step, as one copied at once does."""
+    from lrconsole.core.session.writer import STEP_GATE
+
+    waited = STEP_GATE.waited_s
+    late, saved = overlapped_run(tmp_path / "late", slow_copy=0.2)
+    assert STEP_GATE.waited_s - waited > 0.1 * len(saved)  # the steps did wait
+    assert late.checkpointer is not None and late.checkpointer.blocked_s >= 0.1 * len(saved)
+    plain, plain_saved = overlapped_run(tmp_path / "plain", slow_copy=0.0)
+    assert [e.global_step for e in saved] == [e.global_step for e in plain_saved]
+    kept = [e.path for e in saved if (tmp_path / "late" / e.path).exists()]
+    assert len(kept) >= 3  # the newest few (older ones are pruned)
+    for path in kept:
+        a = load_checkpoint(tmp_path / "late" / path)
+        b = load_checkpoint(tmp_path / "plain" / path)
+        for part in ("model", "optimizer"):
+            flat_a, flat_b = flatten(a[part]), flatten(b[part])
+            assert flat_a.keys() == flat_b.keys()
+            assert all(torch.equal(flat_a[k], flat_b[k]) for k in flat_a), (part, path)
+    assert metric_rows(tmp_path / "late") == metric_rows(tmp_path / "plain")
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return {prefix: value}
+    if not isinstance(value, (dict, list, tuple)):
+        return {}
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    out: dict[str, torch.Tensor] = {}
+    for key, item in items:
+        out.update(flatten(item, f"{prefix}/{key}"))
+    return out
 
 
 def test_no_loss_is_read_on_the_training_step(tmp_path: Path) -> None:

@@ -19,8 +19,44 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import torch
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 T = TypeVar("T")
+
+
+class StepGate:
+    """Holds optimizer steps while a snapshot's deferred copies are in flight.
+
+    The tensors only `optimizer.step()` writes (parameters, the optimizer's state) need
+    not be copied on the training thread: the next step's data loading, forward and
+    backward run while the writer copies them, and a hook before every optimizer step (of
+    any optimizer: torch's global step pre-hook) waits for the copy, time it counts.
+    """
+
+    def __init__(self) -> None:
+        self._open = threading.Event()
+        self._open.set()
+        self._hooked = False
+        self.waited_s = 0.0  # the training thread's time held at the gate, in all
+
+    def close(self) -> None:
+        if not self._hooked:
+            register_optimizer_step_pre_hook(lambda *_: self.wait())
+            self._hooked = True
+        self._open.clear()
+
+    def open(self) -> None:
+        self._open.set()
+
+    def wait(self) -> None:
+        if self._open.is_set():
+            return
+        began = time.perf_counter()
+        self._open.wait()
+        self.waited_s += time.perf_counter() - began
+
+
+STEP_GATE = StepGate()  # one per process, as torch's global hook is
 
 
 class Snapshot:
@@ -30,6 +66,8 @@ class Snapshot:
     def __init__(self) -> None:
         self._buffers: list[torch.Tensor] = []
         self._index = 0
+        self._deferrable: set[int] = set()
+        self._later: list[tuple[torch.Tensor, torch.Tensor]] = []  # (buffer, source)
 
     def fits(self, state: Any) -> bool:
         """Whether a buffer of the right shape is there for every tensor of `state`."""
@@ -47,13 +85,29 @@ class Snapshot:
         Gigabytes take seconds, so the checkpointer runs this on the writer's thread."""
         self._buffers = [torch.zeros(s, dtype=d, pin_memory=pin) for s, d, pin in specs]
 
-    def take(self, state: Any) -> Any:
-        """A copy of `state` whose tensors live in host memory and share nothing with it."""
-        self._index = 0
+    def take(self, state: Any, step_only: set[int] | None = None) -> Any:
+        """A copy of `state` whose tensors live in host memory and share nothing with it.
+
+        `step_only`: the data_ptrs of CPU tensors only an optimizer step writes; their
+        copies are left to `copy_deferred()`, with STEP_GATE closed until it has run.
+        """
+        self._index, self._deferrable, self._later = 0, step_only or set(), []
         copied = self._copy(state)
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             torch.cuda.synchronize()  # the non_blocking copies must land before the write
+        if self._later:
+            STEP_GATE.close()
         return copied
+
+    def copy_deferred(self) -> None:
+        """The copies `take` left (on the writer's thread); then the optimizer may step."""
+        later, self._later = self._later, []
+        try:
+            for buffer, source in later:
+                buffer.copy_(source)
+        finally:
+            if later:
+                STEP_GATE.open()
 
     def _copy(self, value: Any) -> Any:
         if isinstance(value, torch.Tensor):
@@ -80,6 +134,9 @@ class Snapshot:
                 self._buffers.append(buffer)
         if not tensor.is_contiguous():
             tensor = tensor.contiguous()
+        if tensor.device.type == "cpu" and tensor.data_ptr() in self._deferrable:
+            self._later.append((buffer, tensor))
+            return buffer
         buffer.copy_(tensor, non_blocking=tensor.device.type == "cuda")
         return buffer
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from lrconsole.core.plan.plan import Plan
 from lrconsole.core.plan.segment import OptimizerSpec
+from lrconsole.core.session.writer import STEP_GATE
 from lrconsole.core.tasks.optim import build_optimizer
 from lrconsole.core.tasks.task import Task
 from lrconsole.core.train import events as ev
@@ -308,6 +309,7 @@ class Engine(Steering):
         self.lr = self.plan.lr_at_step(global_step)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        STEP_GATE.wait()  # a checkpoint still copying these weights (session.writer)
         self.model.load_state_dict(state["model"])
         lr = self.plan.lr_at_step(int(state["global_step"]))
         if self.owns_optimizer:

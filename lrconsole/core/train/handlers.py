@@ -9,10 +9,18 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import torch
+
 from lrconsole.core.session.layout import checkpoint_name
 from lrconsole.core.session.session import Session
 from lrconsole.core.session.store import save_checkpoint
-from lrconsole.core.session.writer import BackgroundWriter, Snapshot, run_lowered, state_bytes
+from lrconsole.core.session.writer import (
+    STEP_GATE,
+    BackgroundWriter,
+    Snapshot,
+    run_lowered,
+    state_bytes,
+)
 from lrconsole.core.train import events as ev
 from lrconsole.core.train.engine import Engine
 from lrconsole.core.train.gradnorm import layer_norms
@@ -112,6 +120,7 @@ class Checkpointer:
     BUDGET = 50
     WRITE_BUDGET = 25
     BIG = 256 << 20  # state bytes from which the copy buffers are made in the background
+    OVERLAP_MIN = 64 << 20  # state bytes from which copies overlap the next step
     COSTLY_COMMIT = 0.01  # CPU seconds of a manifest commit from which segment ends wait
 
     def __init__(self, session: Session, engine: Engine, interval: float = 2.0) -> None:
@@ -127,6 +136,12 @@ class Checkpointer:
         self.snapshot = Snapshot()
         self.writer = BackgroundWriter()
         self.background = True  # False: all on the training thread, as before (benchmarks)
+        # The built-in loop's parameters and optimizer state change only in optimizer steps:
+        # their copy overlaps the next step's forward and backward (writer.StepGate). A
+        # user's own loop may write them elsewhere, so it copies them all at once.
+        self.overlap = False
+        self.gate_wait_s = 0.0  # the last checkpoint's wait at the step gate
+        self._gate_mark = 0.0
         self._pending: ev.CheckpointSaved | None = None  # announced once written
         engine.on(ev.EpochEnd, self.on_epoch)
         engine.on(ev.SegmentEnd, self.on_segment_end)
@@ -168,13 +183,17 @@ class Checkpointer:
         state = engine.state_dict()
         # A big state's write takes seconds of a core: it runs at a lower priority. A small
         # one's does not, and training may wait for it (`wait`): the usual priority.
-        big = self.background and state_bytes(state) >= self.BIG
+        size = state_bytes(state)
+        big = self.background and size >= self.BIG
         if big and ready_only and not self.snapshot.fits(state):
             specs = self.snapshot.specs(state)
             self.writer.start(lambda: self.snapshot.allocate(specs))
             return
+        self._gate_mark = STEP_GATE.waited_s
         if self.background:
-            state = self.snapshot.take(state)
+            # A small state's copy costs less than handing it to another thread.
+            overlap = self.overlap and size >= self.OVERLAP_MIN
+            state = self.snapshot.take(state, self._step_only() if overlap else None)
             self.session.stage_logs()  # made durable by the writer, before the manifest
         else:
             self.session.sync_logs()
@@ -183,12 +202,21 @@ class Checkpointer:
             self.blocked_s += blocking
             if self.every > 0:
                 self.cost_interval = max(
-                    self.BUDGET * blocking,
+                    self.BUDGET * (blocking + self.gate_wait_s),
                     self.WRITE_BUDGET * self.write_s,
                     self.BUDGET * self.commit_s,
                 )
                 self.interval = max(self.every, self.cost_interval)
-            self.writer.start(lambda: self._write(state, step, epoch, blocking, big))
+
+            def write() -> None:
+                self.snapshot.copy_deferred()  # first: optimizer steps wait for it
+                self._write(state, step, epoch, blocking, big)
+
+            try:
+                self.writer.start(write)
+            except BaseException:
+                self.snapshot.copy_deferred()  # never leave the step gate closed
+                raise
         else:
             self._write(state, step, epoch, 0.0)
             self.blocked_s += time.perf_counter() - began
@@ -228,9 +256,20 @@ class Checkpointer:
         session.commit_checkpoint(rel, step, epoch, since, wall - 1e-3, **stats)
         self.commit_s = time.thread_time() - cpu
 
+    def _step_only(self) -> set[int]:
+        """The storage of the tensors only an optimizer step writes."""
+        optimizer = self.engine.optimizer
+        ptrs = {p.data_ptr() for group in optimizer.param_groups for p in group["params"]}
+        for state in optimizer.state.values():
+            ptrs.update(t.data_ptr() for t in state.values() if isinstance(t, torch.Tensor))
+        return ptrs
+
     def finish(self) -> None:
         """Wait for the write in flight and announce it."""
         self.writer.wait()
+        if self._pending is not None:  # the steps held for its copies count as blocking
+            self.gate_wait_s = STEP_GATE.waited_s - self._gate_mark
+            self.blocked_s += self.gate_wait_s
         event, self._pending = self._pending, None
         if event is not None:
             self.engine.emit(event)

@@ -20,7 +20,7 @@ from lrconsole.core.session.metrics import GRAD_COLUMNS
 from lrconsole.core.session.pins import pinned_epochs, set_pin
 from lrconsole.core.session.session import Session
 from lrconsole.core.session.store import SessionLock, load_checkpoint
-from lrconsole.core.tasks.task import Task
+from lrconsole.core.tasks.task import OWN_LOOP, Task
 from lrconsole.core.train import build
 from lrconsole.core.train import events as ev
 from lrconsole.core.train.engine import Engine
@@ -172,6 +172,7 @@ class Trainer:
         engine.on(ev.EpochEnd, Policies(session, engine, self.rollback).on_epoch)
         record_state(session, engine)
         self.checkpointer = Checkpointer(session, engine, checkpoint_interval)
+        self.checkpointer.overlap = not session.manifest.task.spec.startswith(OWN_LOOP)
         session.manifest.state = "running"
         session.write_manifest()
 
