@@ -250,6 +250,7 @@ def test_the_files_give_a_snapshot_without_a_runner(tmp_path: Path) -> None:
         "segment": 0,
         "lr": 0.03,
         "metrics": {"train_loss": 2.5, "test_loss": 2.7},
+        "time": 1700000001.0,  # the elapsed clock of a reopened session reads it
     }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -133,6 +134,7 @@ class Controller:
             post(m.RunStateChanged("paused", data.get("reason"), epoch))
         elif name == "resumed":
             model.state = {**model.state, "state": "running", "reason": None}
+            model.clock.resumed(time.time())  # the pause before it is not training time
             post(m.RunStateChanged("running", None, model.global_epoch))
         elif name == "plan":
             model.plan = dict(data)
@@ -140,6 +142,8 @@ class Controller:
         elif name == "lr_set":
             model.set_current_lr(float(data.get("lr", 0)))
             post(m.LrSet(float(data.get("lr", 0)), int(data.get("global_step") or 0)))
+        elif name == "settings_set":  # the `plan` event after it carries the split segment
+            post(m.SettingsSet(dict(data.get("settings") or {}), int(data.get("step") or 0)))
         elif name == "checkpoint":
             post(m.CheckpointSaved(str(data.get("path", "")), int(data.get("global_epoch") or 0)))
         elif name == "policy":

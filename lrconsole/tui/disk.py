@@ -57,6 +57,8 @@ def snapshot_from_disk(folder: Path) -> dict[str, Any] | None:
             "lr": _number(row.get("lr")) or math.nan,
             "metrics": {k: v for k, v in metrics.items() if v is not None},
         }
+        if _number(row.get("time")) is not None:  # the run's training time, at once
+            entry["time"] = _number(row.get("time"))
         # Top level, as the runner's rows carry them: not loss metrics.
         entry |= {k: _number(row[k]) for k in GRAD_COLUMNS if row.get(k)}
         history.append(entry)

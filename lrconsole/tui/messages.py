@@ -73,6 +73,15 @@ class LrSet(Message):
 
 
 @dataclass
+class SettingsSet(Message):
+    """Optimizer settings were set "now" (by this console or another client) from optimizer
+    step `step`; `settings` as on the wire (betas a list, clipping off as None)."""
+
+    settings: dict[str, Any]
+    step: int
+
+
+@dataclass
 class CheckpointSaved(Message):
     path: str
     global_epoch: int

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lrconsole.core.session.metrics import better
+from lrconsole.tui.clock import TrainingClock
 from lrconsole.tui.series import Series
 
 
@@ -87,8 +88,7 @@ class RunModel:
         self.policy_marks: list[tuple[int, str]] = []  # (epoch, plateau | early_stop)
         self.segment_first_epoch: dict[int, int] = {}
         self.segment_last_row: dict[int, dict[str, Any]] = {}
-        # Wall clock (the rows' `time`) of each segment's first and last epoch end.
-        self.segment_span: dict[int, tuple[float, float]] = {}
+        self.clock = TrainingClock()  # the run's training time, from the rows' `time`
         self.epoch_times: deque[float] = deque(maxlen=50)
         self.last_error: str | None = None
         self.version = 0  # bumps whenever the history grows
@@ -147,8 +147,7 @@ class RunModel:
         seg = int(row.get("segment", 0))
         self.segment_first_epoch.setdefault(seg, self.global_epoch)
         if row.get("time") is not None:
-            now = float(row["time"])
-            self.segment_span[seg] = (self.segment_span.get(seg, (now, now))[0], now)
+            self.clock.add(self.global_epoch, float(row["time"]))
         self.segment_last_row[seg] = row
         if live:
             self.epoch_times.append(time.monotonic())

@@ -23,18 +23,21 @@ from lrconsole.tui.widgets.history import setting_text
 if TYPE_CHECKING:
     from textual.app import App
 
+    from lrconsole.tui.controller import Controller
+    from lrconsole.tui.messages import SettingsSet
     from lrconsole.tui.widgets.planner import Planner
 
 DIVERGED = "diverged"  # the runner's refusal code for a plain resume after a divergence
 DIVERGED_NOTE = "diverged: roll back (r) or accept (F9)"
 
-# Short footer labels: with the other keys they fit 100 columns. The help screen and the
-# palette say each in full.
+# Short footer labels. At 80 columns the footer holds space, F2, F3, F6, F8, e, q and ?:
+# F4, F5 and F7 stay off it (show=False) so the one-letter keys fit. The help screen, the
+# palette and the README's key table list every key.
 STEER_BINDINGS = [
     Binding("f2", "set_lr_now", "Set LR", key_display="F2", tooltip="set the LR now (asks)"),
     Binding("f3", "scale_lr(0.1)", "÷10", key_display="F3", tooltip="LR ÷10 now"),
-    Binding("f4", "scale_lr(0.5)", "÷2", key_display="F4", tooltip="LR ÷2 now"),
-    Binding("f5", "scale_lr(2)", "×2", key_display="F5", tooltip="LR ×2 now"),
+    Binding("f4", "scale_lr(0.5)", "÷2", key_display="F4", show=False),
+    Binding("f5", "scale_lr(2)", "×2", key_display="F5", show=False),
     Binding(
         "f6",
         "end_segment(False)",
@@ -42,12 +45,12 @@ STEER_BINDINGS = [
         key_display="F6",
         tooltip="end the segment after this epoch",
     ),
-    Binding("f7", "end_segment(True)", "End now", key_display="F7", tooltip="end the segment now"),
+    Binding("f7", "end_segment(True)", "End now", key_display="F7", show=False),
     Binding(
         "f8", "extend_segment", "±Epochs", key_display="F8", tooltip="extend or shorten the segment"
     ),
     Binding("f9", "accept_divergence", "Accept divergence", key_display="F9", show=False),
-    # ctrl, not a letter: it must act while typing in a field. Not on the full footer.
+    # ctrl, not a letter: it must act while typing in a field. Not on the footer.
     Binding("ctrl+o", "set_settings_now", "Set settings now", key_display="^o", show=False),
 ]
 
@@ -96,6 +99,7 @@ class SteeringActions:
 
     if TYPE_CHECKING:  # provided by RunScreen and textual's Screen
         model: RunModel
+        controller: Controller
         status_note: str
         session_dir: Path
         app: App[Any]
@@ -218,6 +222,23 @@ class SteeringActions:
             self.notify(f"{what} from the next step", title="settings set", timeout=4)
 
         self.app.push_screen(screen, answered)
+
+    def on_settings_set(self, message: SettingsSet) -> None:
+        """`set` took effect (`lrconsole set` from another terminal too): say what, from
+        when. The LR has its own toast (lr_set); the table shows the split segment."""
+        said = {k: setting_text(v) for k, v in message.settings.items() if k != "lr"}
+        mine = [args for cmd, args in self.controller.sent if cmd == "set"]
+        if not said or (
+            mine
+            and {k: setting_text(v) for k, v in mine[-1].items()}
+            == {k: setting_text(v) for k, v in message.settings.items()}
+        ):  # nothing but the LR, or this console sent it and said so already
+            return
+        epoch = message.step // self.model.steps_per_epoch + 1
+        what = ", ".join(f"{k} {v}" for k, v in said.items())
+        self.notify(
+            f"{what} from step {message.step} (epoch {epoch})", title="settings set", timeout=5
+        )
 
     # -- the length of the running segment -------------------------------------------------
     async def action_end_segment(self, now: bool) -> None:

@@ -377,7 +377,8 @@ def test_timing_parts_while_training() -> None:
         model.add_epoch({**row, "metrics": {}, "time": at}, live=False)
     model.epoch_times = deque([0.0, 2.0, 4.0])  # 2 s per epoch
     model.state = {"state": "paused"}
-    assert timing_parts(model) == ["elapsed 0:08"]  # paused: no speed, no ETA; no gap
+    # Paused: no speed, no ETA. The run's 6 epochs of 2 s; the idle gap is left out.
+    assert timing_parts(model) == ["elapsed 0:12"]
     model.state = {"state": "running"}
     parts = timing_parts(model)
     assert parts[0] == "2 s/ep"

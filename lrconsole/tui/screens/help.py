@@ -14,9 +14,9 @@ from lrconsole.tui.keys import KEYS
 
 NOTE = (
     "While a field has the focus, every printable key types into it: press Esc first for "
-    "the one-letter keys. Every action is also in the command palette (ctrl+p) and on the "
-    "footer (click it). Training runs in its own process: closing the console never stops "
-    "it unless you choose to."
+    "the one-letter keys. Every action is also in the command palette (ctrl+p), the main "
+    "ones on the footer (click them). Training runs in its own process: closing the "
+    "console never stops it unless you choose to."
 )
 CHROME = 6  # rows around the scrolled part: border, title, button
 

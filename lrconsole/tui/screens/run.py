@@ -149,8 +149,8 @@ class RunScreen(ChartActions, SteeringActions, Screen[None]):
         self.query_one(LrChart).mark_stale()
         self.flush()
         self.propose_last_lr()
-        if self.model.state.get("state") == "paused":
-            self.query_one(Planner).take_focus()
+        if self.model.state.get("state") == "paused" and self.app.focused is not None:
+            self.query_one(Planner).take_focus()  # not after Esc: the keys act then
 
     def propose_last_lr(self) -> None:
         """A reopened session's planner proposes the LR it trained at last. Once: later

@@ -1,4 +1,4 @@
-"""Progress of the current segment (epochs and batch), counters, speed, elapsed time, ETAs,
+"""Progress of the current segment (epochs and batch), counters, speed, training time, ETAs,
 LR and last metrics; the run screen's top line.
 
 Every epoch number here counts finished epochs, as the segments table does: "epoch 60"
@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 from rich.markup import escape
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import ProgressBar, Static
@@ -28,7 +29,7 @@ PAUSE_TEXT = {
 def topbar_markup(
     model: RunModel, folder_name: str, connected: bool, note: str, tensorboard_url: str | None
 ) -> str:
-    """The top line: session, task, run state, a status note and TensorBoard's address."""
+    """The top line: session, run state, a status note, TensorBoard's address, task."""
     name = model.session.get("name") or folder_name
     task = model.session.get("task")
     task_text = task.get("spec") if isinstance(task, dict) else task
@@ -39,14 +40,19 @@ def topbar_markup(
         badge = "[b green]● running[/]"
     elif state == "paused":
         reason = model.state.get("reason") or "operator"
-        badge = f"[b yellow]⏸ {PAUSE_TEXT.get(reason, 'paused')}[/]"
+        # A note (diverged: roll back or accept) says what to do: the badge just "paused".
+        text = "paused" if note else PAUSE_TEXT.get(reason, "paused")
+        badge = f"[b yellow]⏸ {text}[/]"
     else:
         badge = "[b red]■ stopped[/]"
-    parts = [f"[b]{escape(str(name))}[/]", f"task {escape(str(task_text or '?'))}", badge]
+    # The task last: at 80 columns the line is cut at the right, and the state and a
+    # note (diverged: roll back or accept) matter more than the task.
+    parts = [f"[b]{escape(str(name))}[/]", badge]
     if note:
         parts.append(escape(note))
     if tensorboard_url:
         parts.append(f"TensorBoard {tensorboard_url}")
+    parts.append(f"task {escape(str(task_text or '?'))}")
     return "  │  ".join(parts)
 
 
@@ -72,36 +78,21 @@ def format_rate(per_epoch: float) -> str:
     return f"{rate:.3g} ep/s" if rate >= 1 else f"{per_epoch:.3g} s/ep"
 
 
-def segment_elapsed(model: RunModel, index: int) -> float | None:
-    """Wall time the segment has taken: from its first epoch end to its last, plus its
-    first epoch at their mean pace (the time before it may be an idle gap); None before
-    its second epoch."""
-    span, row = model.segment_span.get(index), model.segment_last_row.get(index)
-    first = model.segment_first_epoch.get(index)
-    if span is None or row is None or first is None:
-        return None
-    epochs = int(row["global_epoch"]) - first + 1
-    if epochs < 2:
-        return None
-    elapsed = (span[1] - span[0]) * epochs / (epochs - 1)
-    # While training, the clock runs on between epochs (a runner on this machine).
-    return elapsed + max(0.0, time.time() - span[1]) if model.running else elapsed
-
-
 def timing_parts(model: RunModel) -> list[str]:
-    """Speed, the running segment's elapsed time and ETA, and the whole queue's ETA; the
-    ones not known (paused: no speed) are left out, so the line fits 80 columns."""
+    """Speed, the run's training time so far (pauses and restarts left out), the running
+    segment's ETA and the whole queue's; the ones not known (paused: no speed) are left
+    out, so the line fits 80 columns."""
     per_epoch = seconds_per_epoch(model)
     current = model.current_segment()
     parts = [] if per_epoch is None else [format_rate(per_epoch)]
-    if current is not None:
-        index, seg, done, _length = current
-        elapsed = segment_elapsed(model, index)
-        if elapsed is not None:
-            parts.append(f"elapsed {format_eta(elapsed)}")
-        if per_epoch is not None:
-            left = max(0, segment_length(seg, model.steps_per_epoch) - done)
-            parts.append(f"ETA segment {format_eta(per_epoch * left / model.steps_per_epoch)}")
+    # While training, the clock runs on between epochs (a runner on this machine).
+    elapsed = model.clock.elapsed(time.time() if model.running else None)
+    if elapsed is not None:
+        parts.append(f"elapsed {format_eta(elapsed)}")
+    if current is not None and per_epoch is not None:
+        _index, seg, done, _length = current
+        left = max(0, segment_length(seg, model.steps_per_epoch) - done)
+        parts.append(f"ETA segment {format_eta(per_epoch * left / model.steps_per_epoch)}")
     if per_epoch is not None:
         parts.append(f"queue {format_eta(model.eta_seconds())}")
     return parts
@@ -129,7 +120,8 @@ class RunProgress(Vertical):
             yield ProgressBar(total=1, show_eta=False, show_percentage=True, id="segment-bar")
         yield Static("", id="counters")
 
-    def counters_text(self) -> str:
+    def counters_text(self, width: int = 0) -> str:
+        """The counters line; with a `width`, only the parts that fit whole."""
         model = self.model
         lr = model.current_lr()
         parts = [
@@ -140,7 +132,16 @@ class RunProgress(Vertical):
         parts += [f"{name} {format_value(v)}" for name, v in model.last_metrics.items()]
         if model.last_checkpoint_epoch is not None:
             parts.append(f"[dim]saved @ {model.last_checkpoint_epoch}[/dim]")
-        return "  ·  ".join(parts)  # the tmux test reads "epoch N  ·"
+        # Whole parts only: at 80 columns a metric is left out, never cut after its name.
+        shown = parts[:1]
+        for part in parts[1:]:
+            if width and Text.from_markup("  ·  ".join([*shown, part])).cell_len > width:
+                break
+            shown.append(part)
+        return "  ·  ".join(shown)  # the tmux test reads "epoch N  ·"
+
+    def on_resize(self) -> None:
+        self.update_view()
 
     def update_view(self) -> None:
         model = self.model
@@ -159,4 +160,5 @@ class RunProgress(Vertical):
                 f"segment #{index + 1}  {done // spe}/{epochs} epochs  batch {done % spe}/{spe} "
             )
             bar.update(total=max(1, length), progress=done)
-        self.query_one("#counters", Static).update(self.counters_text())
+        counters = self.query_one("#counters", Static)
+        counters.update(self.counters_text(counters.size.width))
