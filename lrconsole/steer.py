@@ -36,9 +36,8 @@ from lrconsole.core.plan.schedule import Schedule
 from lrconsole.core.plan.segment import OPTIMIZERS, OptimizerSpec, Segment, TaskSpec
 from lrconsole.core.session.layout import MANIFEST
 from lrconsole.core.tasks.task import OWN_LOOP, Task
-from lrconsole.core.train.step import apply_lr
 from lrconsole.core.train.trainer import Trainer
-from lrconsole.dist.wire import EXIT, STEP, Wire, mean_over_ranks
+from lrconsole.dist.wire import EXIT, STEP, Wire, mean_over_ranks, rank_and_world
 from lrconsole.runner.host import Runner
 from lrconsole.steerdata import LoopData, is_stateful
 
@@ -47,26 +46,17 @@ def _no_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     raise RuntimeError("a user's own loop computes its loss itself")
 
 
-def _distributed() -> tuple[int, int]:
-    """(rank, world size) of an initialized torch.distributed group, else (0, 1)."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
 class Steer:
     """The hook. With no console attached and nothing queued it follows `schedule` (a
     YAML path or a Schedule), or else `epochs` epochs at `lr` (default: the optimizer's LR),
     so the script also runs unattended; with a console attached, an empty queue waits.
 
     Under torchrun (an initialized process group), rank 0 owns the session and the
-    socket and sends each step's LR to the other ranks, whose Steer only follows it.
+    socket and sends each step's LR and settings to the other ranks, whose Steer follows.
     """
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Steer:
-        if cls is Steer and _distributed()[0] > 0:
+        if cls is Steer and rank_and_world()[0] > 0:
             return object.__new__(FollowerSteer)
         return object.__new__(cls)
 
@@ -120,10 +110,9 @@ class Steer:
         self.engine = self.trainer.engine
         # Mid-epoch checkpoints only with a loader that resumes mid-pass, and not under
         # torchrun: the other ranks' loaders are not in rank 0's checkpoint.
-        stateful = is_stateful(loader) and _distributed()[1] == 1
+        stateful = is_stateful(loader) and rank_and_world()[1] == 1
         self.data = LoopData(loader, stateful)
         self.data.attach(self.engine)
-        self._checkpointer = self.trainer.checkpointer if stateful else None
         self.runner = Runner(self.trainer) if serve else None
         if self.runner is not None:
             self.runner.server.start()
@@ -131,11 +120,11 @@ class Steer:
         self._in_epoch = False
         self._stopping: str | None = None
         self._interrupted = False  # Ctrl-C: save at the end of this epoch, then exit 130
-        self._world = _distributed()[1]
+        self._world = rank_and_world()[1]
         self._wire: Wire | None = None
         if self._world > 1:
             wire = self._wire = Wire()
-            self.engine.hooks.step_begin = lambda step, lr: wire.send(STEP, step, lr)
+            self.engine.hooks.step_begin = wire.announcer(self.engine)
 
     @property
     def epoch(self) -> int:
@@ -145,6 +134,11 @@ class Steer:
     @property
     def lr(self) -> float:
         return self.engine.lr
+
+    @property
+    def clip(self) -> float | None:
+        """The step's max gradient norm (None: no clipping): clipping is your loop's."""
+        return self.engine.clip
 
     def _wait(self) -> bool:
         return self.runner is not None and self.runner.server.attached
@@ -235,7 +229,8 @@ class Steer:
         if engine.finish_step(self._index, value):
             return  # the epoch's last step: epoch_end comes next
         engine.after_step(self._index)
-        saver = self._checkpointer  # a stateful loader: the time rule between steps too
+        # A stateful loader: the time rule between steps too.
+        saver = self.trainer.checkpointer if data.stateful else None
         if saver is not None and time.monotonic() - saver.last_time >= saver.interval:
             saver.on_epoch(None)
         # The slow path only when something happened.
@@ -287,7 +282,7 @@ class Steer:
 
 
 class FollowerSteer(Steer):
-    """Steer on ranks 1..N-1: no session, no socket; takes each step's LR from rank 0."""
+    """Steer on ranks 1..N-1: no session, no socket; each step's LR and settings from 0."""
 
     def __init__(
         self,
@@ -307,6 +302,7 @@ class FollowerSteer(Steer):
         self._step = 0
         self._batch = 0
         self._lr = float(optimizer.param_groups[0]["lr"])
+        self._clip: float | None = None  # the step's max gradient norm, as rank 0's
         self._ended = False
 
     @property
@@ -317,16 +313,20 @@ class FollowerSteer(Steer):
     def lr(self) -> float:
         return self._lr
 
+    @property
+    def clip(self) -> float | None:
+        return self._clip
+
     def batches(self) -> Iterator[Any]:
         return self.data.batches(lambda: self.steps_per_epoch - self._batch)
 
     def _receive(self) -> float:
-        kind, step, lr = self._leader.receive()
-        self._step = step
-        if kind == STEP:
-            self._lr = lr
-            apply_lr(self.optimizer, lr)
-        return kind
+        said = self._leader.receive()
+        self._step = said.step
+        if said.kind == STEP:
+            self._lr, self._clip = said.lr, said.clip
+            said.apply(self.optimizer)
+        return said.kind
 
     def epochs(self) -> Iterator[int]:
         while self.start_epoch():

@@ -53,6 +53,13 @@ class LoopData:
 
         engine.on(ev.RolledBack, rolled_back)
 
+    def keep(self, engine: Engine, place: Callable[[], Any]) -> None:
+        """A trainer that iterates a stateful loader itself (lrconsole.integrations): its
+        `place()` is every checkpoint's "loop", and checkpoints fall mid-epoch too."""
+        self.stateful = True
+        engine.mid_epoch_checkpoints = True
+        engine.hooks.loop_state = place
+
     def state_dict(self) -> dict[str, Any]:
         """The "loop" of a checkpoint: the loader's position, when it can tell it."""
         if not self.stateful:

@@ -390,30 +390,6 @@ def test_a_session_continues_with_its_export_despite_left_out_settings_and_notes
     assert Manifest.read(folder).global_epoch == 3
 
 
-def test_a_distributed_run_refuses_settings_its_other_ranks_would_not_follow(
-    tmp_path: Path,
-) -> None:
-    """The other ranks follow rank 0's LR only: a setting on rank 0 alone would make the
-    weights drift apart, so it is refused (queued, set now, or in the plan), never used."""
-    from lrconsole.core.train.hooks import Hooks
-    from lrconsole.errors import UserError
-
-    trainer = open_trainer(tmp_path / "s", [Segment(0.03, epochs=1, momentum=0.5)], "sgd")
-    engine = trainer.engine
-    engine.hooks = Hooks(step_begin=lambda step, lr: None)  # as lrconsole.dist joins it
-    for edit in (
-        lambda: engine.queue([Segment(0.01, epochs=1, weight_decay=0.1)]),
-        lambda: engine.set_settings({"clip_grad_norm": 1.0}),
-    ):
-        with pytest.raises(UserError, match="not supported in a distributed run"):
-            edit()
-    momentum = engine.optimizer.param_groups[0]["momentum"]
-    with pytest.raises(UserError, match="not supported in a distributed run"):
-        engine.run()
-    assert engine.global_step == 0 and engine.optimizer.param_groups[0]["momentum"] == momentum
-    trainer.close()
-
-
 def test_a_fresh_optimizer_gets_the_settings_in_force(tmp_path: Path) -> None:
     """`fresh_optimizer` still builds a new optimizer (from `optimizer:`), and the
     settings inherited from earlier segments are written into it before its first step."""

@@ -2,7 +2,8 @@
 
 Rank 0 runs the ordinary engine with hooks that speak the rank protocol (lrconsole.dist.wire);
 the other ranks only follow its messages, so they train exactly the steps rank 0 trains, at
-its LR, with the same training step (core.train.step). Each rank's data is a
+its LR and optimizer settings (momentum, betas, weight_decay, clip_grad_norm, a fresh
+optimizer), with the same training step (core.train.step). Each rank's data is a
 DistributedSampler shard, and at every epoch start each rank reseeds its RNG from
 (seed, epoch, rank): with checkpoints at epoch ends only, a resumed run is exact.
 
@@ -31,9 +32,9 @@ from lrconsole.core.tasks.optim import build_optimizer
 from lrconsole.core.tasks.task import Task, load_task
 from lrconsole.core.train.hooks import Hooks
 from lrconsole.core.train.rng import seed_everything
-from lrconsole.core.train.step import apply_lr, evaluate, train_step
+from lrconsole.core.train.step import evaluate, train_step
 from lrconsole.dist.group import die_with_parent, join
-from lrconsole.dist.wire import EVAL, EXIT, STEP, Wire, mean_over_ranks
+from lrconsole.dist.wire import EVAL, EXIT, Wire, mean_over_ranks
 from lrconsole.errors import UserError
 
 
@@ -90,7 +91,7 @@ def lead(rank: Rank, folder: Path, schedule: Schedule | None, every: float) -> i
     dist.barrier(group=rank.control)  # DDP's setup collectives start together
     model = DistributedDataParallel(rank.task.model)
     engine.hooks = Hooks(
-        step_begin=lambda step, lr: rank.wire.send(STEP, step, lr),
+        step_begin=rank.wire.announcer(engine),
         epoch_start=rank.epoch_start,
         reduce_metrics=rank.announce_eval,
         train_model=model,
@@ -103,7 +104,7 @@ def lead(rank: Rank, folder: Path, schedule: Schedule | None, every: float) -> i
 
 
 def follow(rank: Rank) -> int:
-    """Ranks 1..N-1: train exactly the steps rank 0 announces, at its LR."""
+    """Ranks 1..N-1: train exactly the steps rank 0 announces, at its LR and settings."""
     from lrconsole.core.plan.segment import OptimizerSpec
 
     box: list[Any] = [None]
@@ -117,19 +118,22 @@ def follow(rank: Rank) -> int:
     spe = len(task.train_loader)  # type: ignore[arg-type]
     batches = None
     while True:
-        kind, step, lr = rank.wire.receive()
-        if kind == EXIT:
+        said = rank.wire.receive()
+        if said.kind == EXIT:
             dist.barrier(group=rank.control)
             break
-        if kind == EVAL:
+        if said.kind == EVAL:
             rank.reduce_metrics(evaluate(task.model, task))
             continue
+        step = said.step
         if step % spe == 0 or batches is None:
             rank.epoch_start(step // spe)
             batches = iter(task.train_loader)
             task.model.train()
-        apply_lr(optimizer, lr)
-        train_step(model, optimizer, task.loss, next(batches), rank.device)
+        if said.fresh:  # as rank 0's engine builds it (core.train.engine)
+            optimizer = build_optimizer(spec, task.model.parameters(), said.lr)
+        said.apply(optimizer)  # rank 0's values, written as rank 0 writes them
+        train_step(model, optimizer, task.loss, next(batches), rank.device, said.clip)
     dump(rank)
     return 0
 

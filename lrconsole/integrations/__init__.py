@@ -40,6 +40,7 @@ class SteerSettings:
     metrics: dict[str, str]  # session name -> the trainer's name
     monitor: str | None
     serve: bool
+    checkpoint_every: float = 2.0  # seconds between time-rule checkpoints (mid-epoch ones)
 
     def __post_init__(self) -> None:
         if not self.metrics:
@@ -59,4 +60,5 @@ class SteerSettings:
             metrics=list(self.metrics),
             monitor=self.monitor,
             serve=self.serve,
+            checkpoint_every=self.checkpoint_every,
         )

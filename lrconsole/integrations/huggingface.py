@@ -23,8 +23,11 @@ other name is looked up among the values the trainer logged during the epoch (`e
 `eval_accuracy`, `loss`, ...); pass a mapping `{"val_loss": "eval_loss"}` to rename. With
 `eval_strategy="epoch"` the epoch is recorded after its evaluation.
 
-Running the script again with the same session continues its plan (model and optimizer come
-back from the session's last epoch-end checkpoint); don't also pass `resume_from_checkpoint`.
+Running the script again with the same session continues its plan (model, optimizer and RNGs
+come back from the session's last epoch-end checkpoint); don't also pass
+`resume_from_checkpoint`. The trainer's own loop starts again at its epoch 0, so its data
+order does not resume, and checkpoints stay at epoch ends even with a stateful loader: the
+trainer takes its resume position only from its own checkpoint folder (README: why).
 """
 
 from __future__ import annotations
@@ -70,9 +73,17 @@ class LrConsoleCallback(TrainerCallback):
         metrics: Sequence[str] | Mapping[str, str] = ("train_loss",),
         monitor: str | None = None,
         serve: bool = True,
+        checkpoint_every: float = 2.0,
     ) -> None:
         self.settings = SteerSettings(
-            Path(session), schedule, lr, epochs, metric_map(metrics), monitor, serve
+            Path(session),
+            schedule,
+            lr,
+            epochs,
+            metric_map(metrics),
+            monitor,
+            serve,
+            checkpoint_every,
         )
         self.metrics = self.settings.metrics
         self.steer: Steer | None = None

@@ -194,6 +194,9 @@ async def queue_and_wait_paused(pilot: Pilot[Any], screen: RunScreen, epochs: in
         timeout=60,
         what=f"{epochs} epochs",
     )
+    # The model is updated before the screen handles the pause (RunStateChanged), which
+    # puts the cursor in the planner: let it land, or a later Esc is undone by it.
+    await pilot.pause(0.1)
 
 
 # -- Enter, space --------------------------------------------------------------------------

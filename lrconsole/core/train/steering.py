@@ -19,20 +19,11 @@ from lrconsole.core.plan.segment import Segment, check_lr
 from lrconsole.core.plan.settings import to_wire
 from lrconsole.core.train import events as ev
 from lrconsole.core.train.controls import Controls
-from lrconsole.core.train.hooks import Hooks
 from lrconsole.core.train.settings import EffectiveSettings, apply_settings, check_settings, clip_of
 from lrconsole.errors import UserError
 
 if TYPE_CHECKING:
     import torch
-
-
-# The other ranks of a distributed run follow rank 0's LR only (lrconsole.dist.wire): a
-# setting rank 0 alone used would make their weights drift apart, so it is refused.
-DISTRIBUTED = (
-    "momentum, betas, weight_decay and clip_grad_norm per segment are not supported in a "
-    "distributed run yet (the other ranks follow the LR only): set them in `optimizer:`"
-)
 
 
 class Steering(ev.Emitter):
@@ -46,12 +37,14 @@ class Steering(ev.Emitter):
     _controls: Controls
     _lock: threading.RLock
     optimizer: torch.optim.Optimizer
-    hooks: Hooks
 
     def __init__(self) -> None:
         super().__init__()
         self._effective = EffectiveSettings()
         self.clip: float | None = None  # the step in flight's max gradient norm
+        # The step in flight's settings, as applied: what a distributed run's rank 0 sends
+        # the other ranks with the LR (lrconsole.dist.wire), so they step with the same.
+        self.step_settings: dict[str, Any] = {}
 
     def settings_for(self, index: int) -> dict[str, Any]:
         """The settings in force in segment `index` (call under the lock; cached)."""
@@ -59,16 +52,12 @@ class Steering(ev.Emitter):
 
     def apply_settings(self, settings: dict[str, Any]) -> None:
         """Before a step: its settings into every param group; its clip for the step."""
-        if settings and self.hooks.step_begin is not None:
-            raise UserError(DISTRIBUTED)  # a plan from before the ranks joined
         apply_settings(self.optimizer, settings)
         self.clip = clip_of(settings)
+        self.step_settings = settings
 
     def check_settings(self, segments: Iterable[Segment]) -> None:
         """UserError for a setting the optimizer in use has no value for (betas for SGD)."""
-        segments = list(segments)
-        if self.hooks.step_begin is not None and any(s.settings() for s in segments):
-            raise UserError(DISTRIBUTED)
         check_settings(self.optimizer, segments)
 
     def queue(self, segments: Iterable[Segment], replace: bool = False) -> dict[str, Any]:
