@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import _foreach_norm as foreach_norm  # torch's fused per-tensor norms
 from torch import nn
-from torch._utils import _flatten_dense_tensors as flatten  # one C++ cat of all grads
+from torch._C._nn import flatten_dense_tensors as flatten  # one C++ cat of all grads
 
 from lrconsole.core.train.guard import GradGuard
 from lrconsole.core.train.lossfeed import StepLoss
@@ -26,6 +26,11 @@ from lrconsole.core.train.lossfeed import StepLoss
 def with_grads(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
     """The optimizer's parameters that have a gradient now."""
     return [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+
+
+def grads_of(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    """The gradients the optimizer's next step uses."""
+    return [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
 
 
 SMALL = 1 << 16  # gradient elements up to which one flat norm is the cheapest
@@ -86,7 +91,7 @@ class GradStats:
         self.last: torch.Tensor | None = None  # the last step's norm, for the guard
 
     def add(self, norm: torch.Tensor) -> None:
-        n = norm.detach()
+        n = norm  # computed from gradients: nothing to detach from
         if self._carry_chunk:
             restored = torch.tensor(self._carry_chunk, dtype=n.dtype, device=n.device)
             self._chunk, self._carry_chunk = list(restored.unbind()), []

@@ -13,7 +13,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from lrconsole.core.train.gradnorm import GradStats, clip_with_norm, total_norm, with_grads
+from lrconsole.core.train.gradnorm import (
+    GradStats,
+    clip_with_norm,
+    grads_of,
+    total_norm,
+    with_grads,
+)
 
 if TYPE_CHECKING:
     from lrconsole.core.tasks.task import Task
@@ -54,12 +60,11 @@ def train_step(
     optimizer.zero_grad()
     loss.backward()
     if clip is not None or grad_stats is not None:
-        params = with_grads(optimizer)
-        norm = total_norm([p.grad for p in params])  # type: ignore[misc]
+        norm = total_norm(grads_of(optimizer))
         if grad_stats is not None:
             grad_stats.add(norm)
         if clip is not None:
-            clip_with_norm(params, clip, norm)
+            clip_with_norm(with_grads(optimizer), clip, norm)
     optimizer.step()
     return loss
 
