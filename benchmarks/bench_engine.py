@@ -45,15 +45,15 @@ def make_task(hidden: int | None) -> Task:
     return task
 
 
-Times = list[tuple[float, float]]  # per epoch: (wall seconds, training thread's CPU seconds)
+Times = list[float]  # seconds per epoch
 
 
-def now() -> tuple[float, float]:
-    return time.perf_counter(), time.thread_time()
+def now() -> float:
+    return time.perf_counter()
 
 
 def spans(marks: Times) -> Times:
-    return [(b[0] - a[0], b[1] - a[1]) for a, b in zip(marks, marks[1:], strict=False)]
+    return [b - a for a, b in zip(marks, marks[1:], strict=False)]
 
 
 def bare_epoch_times(epochs: int, lr: float, hidden: int | None) -> Times:
@@ -125,13 +125,13 @@ def resume_seconds(folder: Path) -> float:
     return float(out.stdout.split()[0]) - start
 
 
-def report(what: str, rounds: list[dict[str, float]]) -> None:
+def report(rounds: list[dict[str, float]]) -> None:
     """Medians over rounds of each round's median epoch, and of each round's ratios."""
     bare, on, off = (statistics.median(r[k] for r in rounds) for k in ("bare", "on", "off"))
     on_bare = statistics.median(r["on"] / r["bare"] for r in rounds)
     off_bare = statistics.median(r["off"] / r["bare"] for r in rounds)
     on_off = [r["on"] / r["off"] for r in rounds]
-    print(f"-- {what}: median epoch, and median of the rounds' ratios")
+    print("median epoch over rounds; each ratio is the median of the rounds' ratios")
     print(f"bare loop  median epoch {bare * 1e3:.3f} ms")
     print(f"engine     median epoch {on * 1e3:.3f} ms  (TensorBoard + checkpoints + grad norm)")
     print(f"engine     median epoch {off * 1e3:.3f} ms  (--no-grad-norm)")
@@ -153,10 +153,9 @@ def main() -> None:
     # Per round, each side's median epoch; the three sides of a round run back to back,
     # so a round's ratios are paired against the machine's noise of that moment.
     walls: list[dict[str, float]] = []
-    cpus: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.rounds):
-            wall, cpu = {}, {}
+            wall = {}
             # Each side's warm-up epoch is dropped; the order turns each round.
             for kind in ("bare", "on", "off")[i % 3 :] + ("bare", "on", "off")[: i % 3]:
                 if kind == "bare":
@@ -164,18 +163,15 @@ def main() -> None:
                 else:
                     folder = Path(tmp) / f"{kind}{i}"
                     times = engine_epoch_times(folder, args.epochs, lr, args.hidden, kind == "on")
-                wall[kind] = statistics.median(w for w, _ in times[1:])
-                cpu[kind] = statistics.median(c for _, c in times[1:])
+                wall[kind] = statistics.median(times[1:])
             walls.append(wall)
-            cpus.append(cpu)
         resumes = []
         if args.hidden is None:
             resumes = [resume_seconds(Path(tmp) / f"on{i}") for i in range(min(args.rounds, 5))]
     size = sum(p.numel() for p in make_task(args.hidden).model.parameters())
     name = "lesson task" if args.hidden is None else f"MLP width {args.hidden}"
     print(f"{name} ({size:,} parameters), {args.rounds} rounds x {args.epochs} epochs, threads 1")
-    report("wall time", walls)
-    report("the training thread's CPU time (other processes' load left out)", cpus)
+    report(walls)
     if resumes:
         print(
             f"resume: process start to first trained batch, median of {len(resumes)}: "
