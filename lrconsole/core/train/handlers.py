@@ -102,7 +102,9 @@ class Checkpointer:
     """Checkpoints at epoch ends once `interval` seconds have passed, and at every segment
     end and pause, without making training wait for the disk.
 
-    The training thread only copies the state into host memory (session.writer); a
+    The training thread only copies the state into host memory (session.writer; a big
+    state's parameters and optimizer state are copied beside the next step's forward and
+    backward, writer.StepGate); a
     background thread writes it and then moves the manifest to it, so the manifest never
     names a file not yet whole. The interval adapts to the cost: at least `every` (the
     `--checkpoint-every` seconds), `BUDGET` times the last save's blocking time (so the
