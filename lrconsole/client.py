@@ -133,6 +133,7 @@ class RunnerClient:
 
     async def _read_loop(self) -> None:
         reason = "the runner closed the connection"
+        fatal = ""
         try:
             while True:
                 line = await self._reader.readline()
@@ -153,8 +154,12 @@ class RunnerClient:
                     event = Event(
                         message["event"], message.get("data") or {}, message.get("seq", 0)
                     )
+                    if event.name == "error" and event.data.get("fatal"):
+                        fatal = str(event.data.get("message", ""))  # said before its bye
                     if event.name == "bye":
                         reason = f"the runner said bye: {event.data.get('reason', '?')}"
+                        if fatal:
+                            reason += f" ({fatal})"
                     self._events.put_nowait(event)
         except (ConnectionError, OSError, ValueError) as exc:
             reason = f"connection to the runner broke: {exc}"
