@@ -63,8 +63,10 @@ class Runner:
         try:
             reason = engine.run(wait=wait)
         except Exception as exc:
+            message = f"training failed: {type(exc).__name__}: {exc}"
+            if wait:  # a background runner's log says why now: closing may take long
+                print(message, file=sys.stderr, flush=True)
             if served:
-                message = f"training failed: {type(exc).__name__}: {exc}"
                 self.server.publish("error", {"message": message, "fatal": True})
                 time.sleep(0.1)
                 self.server.close("error")
@@ -204,8 +206,7 @@ def main(
         trainer.engine.hold_diverged(int(mark["step"]), int(mark.get("epoch", 0)))
     try:
         Runner(trainer, idle_timeout).serve(wait=True, on_signal="shutdown")
-    except Exception as exc:  # the trainer died: the clients were told, the log says why
-        print(f"training failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+    except Exception:  # the trainer died: the clients were told, the log says why (serve)
         return 1
     return 0
 
