@@ -91,13 +91,13 @@ class GradStats:
         self.last: torch.Tensor | None = None  # the last step's norm, for the guard
 
     def add(self, norm: torch.Tensor) -> None:
-        n = norm  # computed from gradients: nothing to detach from
+        """A step's norm (computed from gradients: no graph to detach from)."""
         if self._carry_chunk:
-            restored = torch.tensor(self._carry_chunk, dtype=n.dtype, device=n.device)
+            restored = torch.tensor(self._carry_chunk, dtype=norm.dtype, device=norm.device)
             self._chunk, self._carry_chunk = list(restored.unbind()), []
-        self._chunk.append(n)
+        self._chunk.append(norm)
         self.count += 1
-        self.last = n
+        self.last = norm
         if len(self._chunk) >= self.CHUNK:
             self._fold()
 
