@@ -205,11 +205,14 @@ class Steer:
         """Begin an epoch: False when training should end (trainer callbacks call this)."""
         engine = self.engine
         engine.start_running()  # jobs (rollback, lr-find) now wait for a step boundary
-        if self._stopping is not None or engine.at_boundary(self._wait()) is not None:
-            if self._wire is not None and self._stopping != "ended":
-                self._wire.send(EXIT)
-            self._stopping = "ended"
-            return False
+        while True:
+            if self._stopping is not None or engine.at_boundary(self._wait()) is not None:
+                if self._wire is not None and self._stopping != "ended":
+                    self._wire.send(EXIT)
+                self._stopping = "ended"
+                return False
+            if engine.claim_step():  # else an edit ended the plan here: the boundary again
+                break
         engine.begin_epoch()  # resuming: the RNG of the checkpoint
         self._index = engine.begin_step()
         self._in_epoch = True
@@ -241,10 +244,8 @@ class Steer:
             if data.rewound:  # a rollback: the checkpoint's RNG now, not at the next epoch
                 data.rewound = False
                 engine.begin_epoch()
-        if engine.global_step >= engine.plan.total_steps:
-            # Nothing planned for the rest of this epoch: finish it at the current LR.
-            rest = engine.steps_per_epoch - engine.batch
-            engine.queue([Segment(engine.lr, steps=rest)])
+        # Nothing planned for the rest of this epoch: it is finished at the current LR.
+        engine.claim_step(fill_epoch=True)
         self._index = engine.begin_step()
 
     def epoch_end(self, metrics: Mapping[str, float]) -> None:

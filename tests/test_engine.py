@@ -6,6 +6,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from lrconsole.core.plan.schedule import Schedule
@@ -159,3 +160,29 @@ def test_mid_epoch_checkpoint_resumes_bit_for_bit(tmp_path: Path) -> None:
     a = whole.engine.model.state_dict()
     b = again.engine.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize(("now", "at"), [(False, 28), (True, 20)])
+def test_an_edit_that_ends_the_plan_just_after_the_boundary_check_ends_it_there(
+    tmp_path: Path, now: bool, at: int
+) -> None:
+    """The operator's F6 (end after this epoch) or F7 (end now) can land between the loop's
+    cheap check and the next step. The step is not trained past the plan's new end (a CI
+    run once died there with an IndexError); the run ends there, and the path replays."""
+    trainer = open_trainer(tmp_path / "s", [Segment(0.03, epochs=4)])
+    engine = trainer.engine
+    check = engine.needs_boundary
+    ended: list[tuple[int, int]] = []
+
+    def check_then_edit() -> bool:
+        answer = check()
+        if not answer and engine.global_step == at and not ended:
+            ended.append(engine.end_segment(now=now))  # right after the check said "train on"
+        return answer
+
+    engine.needs_boundary = check_then_edit  # type: ignore[method-assign]
+    assert engine.run() == "done"
+    trainer.close()
+    assert ended == [(0, at)]
+    assert engine.global_step == at
+    assert [(s.lr, s.length(14)) for s in trainer.schedule().segments] == [(0.03, at)]

@@ -19,7 +19,9 @@ from tests.conftest import EXAMPLES, ROOT, metric_rows
 # A shuffled map-style dataset, dropout in the model (torch's RNG) and a validation loader
 # (each pass over it draws from torch's RNG too): resuming must give back Lightning's loop,
 # the loader's place and every RNG. argv: session, checkpoint_every, "stateful" or "plain".
-# `KILL_AT`: the process SIGKILLs itself right after that session step, as a kill would.
+# `KILL_AT`: the process SIGKILLs itself right after that session step, as a kill would;
+# with `KILL_SETTLED`, once the checkpoint being written has landed (a loaded CI machine
+# can take longer than the steps before the kill to write it).
 SCRIPT = """
 import os, signal, sys, torch
 from torch import nn
@@ -64,6 +66,8 @@ class Kill(pl.Callback):
         step = steer.steer.engine.global_step
         print("step", step, flush=True)
         if step == kill_at:
+            if os.environ.get("KILL_SETTLED"):  # after the write in flight has landed
+                steer.steer.trainer.checkpointer.writer.wait()
             os.kill(os.getpid(), signal.SIGKILL)
 
 model = Net()
@@ -75,10 +79,14 @@ torch.save(model.state_dict(), os.path.join(sys.argv[1], "final.pt"))
 """
 
 
-def run(script: Path, *args: str, kill_at: int | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    script: Path, *args: str, kill_at: int | None = None, settled: bool = False
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if kill_at is not None:
         env["KILL_AT"] = str(kill_at)
+    if settled:
+        env["KILL_SETTLED"] = "1"
     return subprocess.run(
         [sys.executable, str(script), *args],
         cwd=ROOT,
@@ -119,10 +127,12 @@ def test_lightning_sigkilled_mid_epoch_resumes_bit_exactly(tmp_path: Path) -> No
     # step 7 resumes mid-epoch from Lightning's restored loop. The second run keeps to
     # segment ends (interval 3600): killed at step 30 it resumes at the segment's end 24
     # with the loader's finished pass restored; killed at step 41, mid-epoch again.
+    # The kill at 30 waits for the write of 24 to land: the test is where checkpoints are
+    # taken, not how fast a loaded machine writes them.
     kills = [(7, "0"), (30, "3600"), (41, "0")]
     runs = []
     for kill, every in kills:
-        killed = run(script, str(folder), every, "stateful", kill_at=kill)
+        killed = run(script, str(folder), every, "stateful", kill_at=kill, settled=kill == 30)
         assert killed.returncode == -9, killed.stderr[-2000:]
         assert f"step {kill}\n" in killed.stdout and f"step {kill + 1}\n" not in killed.stdout
         runs.append(killed)
@@ -146,7 +156,7 @@ def test_lightning_over_a_plain_loader_resumes_at_the_epoch_end(tmp_path: Path) 
     script.write_text(SCRIPT)
     ref = reference(tmp_path, script, "plain")
     folder = tmp_path / "victim"
-    killed = run(script, str(folder), "0", "plain", kill_at=17)
+    killed = run(script, str(folder), "0", "plain", kill_at=17, settled=True)
     assert killed.returncode == -9, killed.stderr[-2000:]
     resumed = run(script, str(folder), "0", "plain")
     assert resumed.returncode == 0, resumed.stderr[-2000:]

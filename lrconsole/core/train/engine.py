@@ -18,7 +18,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from lrconsole.core.plan.plan import Plan
-from lrconsole.core.plan.segment import OptimizerSpec
+from lrconsole.core.plan.segment import OptimizerSpec, Segment
 from lrconsole.core.session.writer import STEP_GATE
 from lrconsole.core.tasks.optim import build_optimizer
 from lrconsole.core.tasks.task import Task
@@ -142,6 +142,8 @@ class Engine(Steering):
                     reason = self.at_boundary(wait)
                     if reason is not None:
                         return reason
+                if not self.claim_step():
+                    continue  # an edit ended the plan here since the check: the slow path
                 if self._data.batches is None:
                     self._start_epoch()
                 self._train_step(next(self._data.batches))  # type: ignore[arg-type]
@@ -208,6 +210,24 @@ class Engine(Steering):
         self.after_step(index)
 
     # -- one step, shared by the built-in loop and the hook for a user's own loop ------
+    def claim_step(self, fill_epoch: bool = False) -> bool:
+        """Reserve the next step before its batch is drawn: edits from here on apply after
+        it. False when the plan has no step here (it ended, or an edit cut it to here since
+        `needs_boundary`) or a stop after the epoch lands here. `fill_epoch` (a user's loop
+        in mid-epoch, which must step): queue the rest of the epoch at the current LR."""
+        with self._lock:
+            step = self.global_step
+            if step < self.plan.total_steps and (fill_epoch or step != self._controls.pause_at):
+                self._claimed = step + 1
+                return True
+            if not fill_epoch:
+                return False
+            rest = self.steps_per_epoch - self.batch
+            self.plan.append([Segment(self.lr, steps=rest)])
+            self._claimed = step + 1
+        self.emit_plan()
+        return True
+
     def begin_step(self) -> int:
         """Claim the next step and write its LR into every param group; its segment."""
         with self._lock:
