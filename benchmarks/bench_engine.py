@@ -46,6 +46,7 @@ def make_task(hidden: int | None) -> Task:
 
 
 Times = list[float]  # seconds per epoch
+StepTimes = list[tuple[int, float, float]]  # (global step, engine, bare) seconds
 
 
 def now() -> float:
@@ -59,10 +60,17 @@ def spans(marks: Times) -> Times:
 def bare_epoch_times(epochs: int, lr: float, hidden: int | None) -> Times:
     """The lesson's fit_rec: SGD, MSE, then full-set train and test MSE in eval mode."""
     task = make_task(hidden)
-    model, loss_fn = task.model, task.loss
-    optimizer = build_optimizer(task.optimizer_spec(), model.parameters(), lr)
-    eval_batches = [batches[0] for batches in task.eval_sets.values()]  # type: ignore[index]
+    optimizer = build_optimizer(task.optimizer_spec(), task.model.parameters(), lr)
     marks = [now()]
+    for _ in range(epochs):
+        bare_epochs(task, optimizer, 1)
+        marks.append(now())
+    return spans(marks)
+
+
+def bare_epochs(task: Task, optimizer: torch.optim.Optimizer, epochs: int) -> None:
+    model, loss_fn = task.model, task.loss
+    eval_batches = [batches[0] for batches in task.eval_sets.values()]  # type: ignore[index]
     for _ in range(epochs):
         model.train()
         for x, y in task.train_loader:
@@ -74,9 +82,7 @@ def bare_epoch_times(epochs: int, lr: float, hidden: int | None) -> Times:
         with torch.no_grad():
             rec = [float(loss_fn(model(x), y)) for x, y in eval_batches]
         model.train()
-        marks.append(now())
         assert rec
-    return spans(marks)
 
 
 def engine_epoch_times(
@@ -95,6 +101,129 @@ def engine_epoch_times(
     trainer.engine.run()
     trainer.close()
     return spans(marks)
+
+
+def lockstep_epoch_times(folder: Path, cycles: int, lr: float, hidden: int | None) -> Times:
+    """One engine run whose epochs alternate diagnostics on and off, with one bare epoch
+    run after each (from the engine's last EpochEnd handler): every epoch has neighbours
+    of the other kinds a few milliseconds away, so the machine's slow swings (seconds
+    long here) hit them alike. Per cycle: (engine on, bare, engine off, bare)."""
+    from lrconsole.core.train import events as ev
+
+    trainer = Trainer.open(
+        folder,
+        schedule=Schedule([Segment(lr, epochs=2 * cycles + 2)]),
+        task=make_task(hidden),
+        grad_norm=True,
+    )
+    engine = trainer.engine
+    bare = make_task(hidden)
+    optimizer = build_optimizer(bare.optimizer_spec(), bare.model.parameters(), lr)
+    marks: list[float] = []
+
+    def between_epochs(event: ev.EpochEnd) -> None:
+        marks.append(now())  # the engine epoch ends here (its handlers ran before this one)
+        bare_epochs(bare, optimizer, 1)
+        engine.grads.set_enabled(event.global_epoch % 2 == 0)  # on, off, on, ...
+        marks.append(now())
+
+    engine.on(ev.EpochEnd, between_epochs)
+    marks.append(now())
+    engine.run()
+    trainer.close()
+    return spans(marks)[4:]  # the first cycle warms up
+
+
+def lockstep_report(seq: Times) -> None:
+    """`seq`: engine on, bare, engine off, bare, ... epoch times. Each engine epoch is
+    set against the mean of the bare epochs on either side of it, and each "on" epoch
+    against the mean of the "off" epochs on either side of it."""
+    inner = range(4, len(seq) - 4, 2)  # engine epochs with both neighbours of each kind
+    vs_bare = {j: seq[j] / ((seq[j - 1] + seq[j + 1]) / 2) for j in inner}
+    on_bare = [r for j, r in vs_bare.items() if j % 4 == 0]
+    off_bare = [r for j, r in vs_bare.items() if j % 4 == 2]
+    on_off = [seq[j] / ((seq[j - 2] + seq[j + 2]) / 2) for j in inner if j % 4 == 0]
+    print(f"lockstep: {len(seq) // 4} cycles of (engine on, bare, engine off, bare) epochs")
+    for name, ratios in (
+        ("engine/bare, diagnostics on ", on_bare),
+        ("engine/bare, diagnostics off", off_bare),
+        ("diagnostics on/off          ", on_off),
+    ):
+        low, mid, high = statistics.quantiles(ratios, n=4)
+        print(f"  {name}  median {mid:.3f}  (quartiles {low:.3f} to {high:.3f})")
+
+
+def stepwise_times(folder: Path, epochs: int, lr: float, hidden: int | None) -> StepTimes:
+    """One engine run in which every step is preceded by one bare step (from the engine's
+    step hook, on a second copy of the task) and diagnostics are on for even steps only:
+    each step sits between neighbours of the other kinds a millisecond away. Returns
+    (global step, engine step, the bare step before it) for the steps inside an epoch;
+    an epoch's first and last steps carry its start and its end, and are left out."""
+    trainer = Trainer.open(
+        folder,
+        schedule=Schedule([Segment(lr, epochs=epochs)]),
+        task=make_task(hidden),
+        grad_norm=True,
+    )
+    engine = trainer.engine
+    stats, spe = engine.grads.stats, engine.steps_per_epoch
+    bare = make_task(hidden)
+    optimizer = build_optimizer(bare.optimizer_spec(), bare.model.parameters(), lr)
+    batches = iter(bare.train_loader)
+    bare_took: dict[int, float] = {}
+    began: dict[int, float] = {}  # when each engine step's own work began
+    ended: dict[int, float] = {}  # when the step before it ended (its hook was called)
+
+    def before_step(step: int, step_lr: float) -> None:
+        nonlocal batches
+        ended[step] = now()
+        try:
+            inputs, targets = next(batches)
+        except StopIteration:  # a new pass: its start is timed, and left out below
+            batches = iter(bare.train_loader)
+            inputs, targets = next(batches)
+        for group in optimizer.param_groups:
+            group["lr"] = step_lr
+        loss = bare.loss(bare.model(inputs), targets)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        engine.grads.stats = stats if step % 2 == 0 else None  # this step's diagnostics
+        began[step] = now()
+        bare_took[step] = began[step] - ended[step]
+
+    engine.hooks.step_begin = before_step
+    engine.run()
+    trainer.close()
+    inside = [k for k in began if k % spe not in (0, spe - 1) and k + 1 in ended and k > spe]
+    return [(k, ended[k + 1] - began[k], bare_took[k]) for k in inside]
+
+
+def stepwise_report(steps: StepTimes) -> None:
+    """Each engine step against the mean of the bare steps just before and after it; each
+    step with diagnostics against the mean of the steps without them on either side."""
+    took = {k: (engine, bare) for k, engine, bare in steps}
+    vs_bare: dict[bool, list[float]] = {True: [], False: []}
+    on_off = []
+    for k, (engine, bare) in took.items():
+        if k + 1 in took:
+            vs_bare[k % 2 == 0].append(engine / ((bare + took[k + 1][1]) / 2))
+        if k % 2 == 0 and k - 1 in took and k + 1 in took:
+            on_off.append(engine / ((took[k - 1][0] + took[k + 1][0]) / 2))
+    median = lambda xs: statistics.median(xs) * 1e6  # noqa: E731
+    print(
+        f"stepwise: {len(steps)} steps inside epochs; median step "
+        f"bare {median([b for _, _, b in steps]):.1f} us, "
+        f"engine {median([e for k, e, _ in steps if k % 2]):.1f} us without diagnostics, "
+        f"{median([e for k, e, _ in steps if k % 2 == 0]):.1f} us with"
+    )
+    for name, ratios in (
+        ("engine/bare, diagnostics on ", vs_bare[True]),
+        ("engine/bare, diagnostics off", vs_bare[False]),
+        ("diagnostics on/off          ", on_off),
+    ):
+        low, mid, high = statistics.quantiles(ratios, n=4)
+        print(f"  {name}  median {mid:.3f}  (quartiles {low:.3f} to {high:.3f})")
 
 
 RESUME_PROBE = """
@@ -147,6 +276,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--hidden", type=int, default=None, help="an MLP this wide instead")
+    parser.add_argument(
+        "--cycles", type=int, default=400, help="lockstep cycles of 4 epochs (0: skip)"
+    )
+    parser.add_argument(
+        "--step-epochs", type=int, default=600, help="epochs of the stepwise run (0: skip)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     lr = 0.03 if args.hidden is None else 1e-4
@@ -171,7 +306,14 @@ def main() -> None:
     size = sum(p.numel() for p in make_task(args.hidden).model.parameters())
     name = "lesson task" if args.hidden is None else f"MLP width {args.hidden}"
     print(f"{name} ({size:,} parameters), {args.rounds} rounds x {args.epochs} epochs, threads 1")
-    report(walls)
+    if walls:
+        report(walls)
+    if args.cycles:
+        with tempfile.TemporaryDirectory() as tmp:
+            lockstep_report(lockstep_epoch_times(Path(tmp) / "s", args.cycles, lr, args.hidden))
+    if args.step_epochs:
+        with tempfile.TemporaryDirectory() as tmp:
+            stepwise_report(stepwise_times(Path(tmp) / "s", args.step_epochs, lr, args.hidden))
     if resumes:
         print(
             f"resume: process start to first trained batch, median of {len(resumes)}: "

@@ -22,8 +22,7 @@ from lrconsole.core.plan.schedule import Schedule
 from lrconsole.core.plan.segment import Segment
 from lrconsole.core.tasks.lesson import make_lesson_task
 from lrconsole.core.train import events as ev
-from lrconsole.core.train import step as step_module
-from lrconsole.core.train.gradnorm import SMALL, GradStats, total_norm
+from lrconsole.core.train.gradnorm import SMALL, GradStats, grads_of, total_norm
 from lrconsole.core.train.step import train_step
 from lrconsole.core.train.trainer import Trainer
 from lrconsole.errors import UserError
@@ -144,6 +143,20 @@ def test_total_norm_small_and_large_models_match_get_total_norm() -> None:
     assert float(total_norm([])) == 0.0
 
 
+def test_the_cached_norm_of_an_optimizer_equals_total_norm_to_the_bit() -> None:
+    """GradStats.norm_of finds the parameters once per optimizer; the norm is the same."""
+    g = torch.Generator().manual_seed(0)
+    stats = GradStats()
+    for shapes in ([(5, 4), (4,)], [(300, 300), (300,), (7,)]):
+        params = [torch.nn.Parameter(torch.zeros(shape)) for shape in shapes]
+        optimizer = torch.optim.SGD(params, lr=0.1)
+        for step in range(3):
+            for i, p in enumerate(params):  # the last step: one parameter has no gradient
+                p.grad = None if step == 2 and i == 0 else torch.randn(p.shape, generator=g)
+            expected = total_norm(grads_of(optimizer))
+            assert torch.equal(stats.norm_of(optimizer), expected)
+
+
 def test_stats_keep_non_finite_norms_and_resume_to_the_bit() -> None:
     stats = GradStats()
     for value in (1.0, math.inf, 2.0):
@@ -170,8 +183,9 @@ def test_no_norm_is_read_on_the_training_step(
 ) -> None:
     """Every read of a norm's value is counted (on CUDA each is a sync): none per step,
     only at epoch ends and checkpoints."""
-    plain = step_module.total_norm
-    monkeypatch.setattr(step_module, "total_norm", lambda g: plain(g).as_subclass(Counted))
+    plain = GradStats.norm_of
+    counted = lambda stats, opt: plain(stats, opt).as_subclass(Counted)  # noqa: E731
+    monkeypatch.setattr(GradStats, "norm_of", counted)
     Counted.reads = 0
     trainer = Trainer.open(
         tmp_path / "s", schedule=Schedule([Segment(0.03, epochs=4)]), tensorboard=False

@@ -60,7 +60,11 @@ def train_step(
     optimizer.zero_grad()
     loss.backward()
     if clip is not None or grad_stats is not None:
-        norm = total_norm(grads_of(optimizer))
+        norm = (
+            grad_stats.norm_of(optimizer)
+            if grad_stats is not None
+            else total_norm(grads_of(optimizer))
+        )
         if grad_stats is not None:
             grad_stats.add(norm)
         if clip is not None:
