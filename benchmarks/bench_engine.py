@@ -1,13 +1,20 @@
 """Engine (TensorBoard + checkpoints on) against a bare PyTorch loop on the lesson task.
 
-    python benchmarks/bench_engine.py [--epochs 40] [--rounds 15] [--hidden WIDTH]
+    python benchmarks/bench_engine.py [--epochs 40] [--rounds 15] [--cycles 400]
+                                      [--step-epochs 600] [--hidden WIDTH]
 
 Both sides train the same math in this one process, interleaved round by round so that
 machine noise hits both alike; the engine runs twice a round, with gradient diagnostics
 (the per-step gradient norm and its guard) on and off. Prints per-epoch medians and their
 ratios (targets: <= 1.05, and <= 1.03 with diagnostics on against off), each the median
 of the rounds' ratios (a round's three sides run back to back), then the cost of
-one resume: from process start to the first trained batch. `--hidden WIDTH` trains
+one resume: from process start to the first trained batch.
+
+This VM's noise swings over seconds, so two finer pairings follow. Lockstep: one engine
+run whose epochs alternate diagnostics on and off, with a bare epoch after each. Stepwise:
+one engine run with a bare step run before every step (from the step hook) and
+diagnostics on every other step; each step is set against its neighbours, a millisecond
+away (the hot path only: an epoch's first and last steps are left out). `--hidden WIDTH` trains
 bench_scale's MLP (64 -> WIDTH -> WIDTH -> 8, Adam; 3200 is about 10M parameters)
 instead of the lesson's model, and skips the resume.
 """
