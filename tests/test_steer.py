@@ -29,6 +29,7 @@ def test_own_loop_runs_unattended_and_writes_a_session(tmp_path: Path) -> None:
     folder = tmp_path / "own"
     done = run_script(OWN_LOOP, str(folder))
     assert done.returncode == 0, done.stderr
+    assert "Task was destroyed" not in done.stderr  # the control socket's loop closed clean
     rows = metric_rows(folder)
     assert rows[0][:4] == ["global_epoch", "global_step", "segment", "lr"]
     assert len(rows) == 1 + 16

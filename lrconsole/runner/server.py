@@ -153,6 +153,15 @@ class ControlServer:
         self._ready.set()
         self.loop.create_task(self._batch_pump())
         self.loop.run_forever()
+        # Tasks cancelled by _shutdown finish here: a loop closed with them still pending
+        # printed "Task was destroyed but it is pending!" at the end of a Steer run.
+        pending = asyncio.all_tasks(self.loop)
+        for task in pending:
+            task.cancel()
+        if pending:
+            gather = asyncio.gather(*pending, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                self.loop.run_until_complete(asyncio.wait_for(gather, 5))
         self.loop.close()
 
     async def _listen(self) -> None:
