@@ -443,6 +443,8 @@ def test_a_foreign_lock_holder_is_named_by_the_os(tmp_path: Path) -> None:
         status = lrconsole("status", "fx", cwd=tmp_path)
         assert status.returncode == 3
         assert f"not answering: PID {holder.pid} holds the session" in one_line(status)
+        # A holder seconds old and not stopped is more likely starting than wedged.
+        assert "s ago: still starting? try again in a few seconds)" in one_line(status)
         run = lrconsole("run", "fx", cwd=tmp_path)
         assert run.returncode == 2
         assert f"in use by PID {holder.pid};" in one_line(run)

@@ -19,7 +19,7 @@ from typing import Any
 
 from lrconsole.core.atomic import why_unwritable
 from lrconsole.core.plan.schedule import Schedule
-from lrconsole.core.session.holder import lock_holder
+from lrconsole.core.session.holder import lock_holder, process_age
 from lrconsole.core.session.layout import (
     LOCK,
     MANIFEST,
@@ -30,6 +30,7 @@ from lrconsole.core.session.layout import (
 from lrconsole.errors import NotAnswering, SessionBusy, UserError
 
 MAX_SOCKET_PATH = 100  # AF_UNIX paths are limited to 108 bytes
+STARTING_S = 30.0  # a lock holder this young with no socket is probably starting up
 
 
 def socket_path(folder: Path) -> Path:
@@ -182,7 +183,13 @@ def check_answering(folder: Path) -> None:
     lost, and a new runner would only find the session in use."""
     holder = lock_holder(folder)
     if holder is not None:
-        raise NotAnswering(f"not answering: {holder.describe()} holds the session (suspended?)")
+        why = "suspended?"
+        age = process_age(holder.pid) if holder.pid is not None else None
+        if age is not None and age[0] not in "Tt" and age[1] < STARTING_S:
+            # A runner holds the lock from its first moment, and opens its socket once
+            # torch and the task are loaded: a few seconds.
+            why = f"started {age[1]:.0f} s ago: still starting? try again in a few seconds"
+        raise NotAnswering(f"not answering: {holder.describe()} holds the session ({why})")
 
 
 def check_free(folder: Path) -> None:

@@ -89,3 +89,16 @@ def flock_owners(path: Path) -> list[int] | None:
         except ValueError:
             continue
     return owners
+
+
+def process_age(pid: int) -> tuple[str, float] | None:
+    """(state letter, seconds since it started) of a live process, from /proc; None where
+    /proc cannot tell (not Linux, or gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        fields = stat[stat.rindex(")") + 2 :].split()  # the name may hold spaces
+        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+    return fields[0], max(0.0, uptime - started)
