@@ -10,9 +10,10 @@ ratios (targets: <= 1.05, and <= 1.03 with diagnostics on against off), each the
 of the rounds' ratios (a round's three sides run back to back), then the cost of
 one resume: from process start to the first trained batch.
 
-This VM's noise swings over seconds, so two finer pairings follow. Lockstep: one engine
-run whose epochs alternate diagnostics on and off, with a bare epoch after each. Stepwise:
-one engine run with a bare step run before every step (from the step hook) and
+This VM's noise swings over seconds, so two finer pairings follow, whose bare side trains
+the engine's own model and optimizer. Lockstep: one engine run whose epochs alternate
+diagnostics on and off, with a bare epoch after each. Stepwise: one engine run with a
+bare step run before every step (from the step hook) and
 diagnostics on every other step; each step is set against its neighbours, a millisecond
 away (the hot path only: an epoch's first and last steps are left out). `--hidden WIDTH` trains
 bench_scale's MLP (64 -> WIDTH -> WIDTH -> 8, Adam; 3200 is about 10M parameters)
@@ -110,6 +111,12 @@ def engine_epoch_times(
     return spans(marks)
 
 
+# SAME_MODEL: the bare side of the paired runs trains the engine's own model and optimizer
+# (the math of a step does not depend on the weights). Two copies of a model sit in
+# different memory: at 1M parameters that alone moved the ratio of two identical loops
+# between 1.03 and 1.26 from one run to the next.
+
+
 def lockstep_epoch_times(folder: Path, cycles: int, lr: float, hidden: int | None) -> Times:
     """One engine run whose epochs alternate diagnostics on and off, with one bare epoch
     run after each (from the engine's last EpochEnd handler): every epoch has neighbours
@@ -124,8 +131,7 @@ def lockstep_epoch_times(folder: Path, cycles: int, lr: float, hidden: int | Non
         grad_norm=True,
     )
     engine = trainer.engine
-    bare = make_task(hidden)
-    optimizer = build_optimizer(bare.optimizer_spec(), bare.model.parameters(), lr)
+    bare, optimizer = engine.task, engine.optimizer  # one copy of the model: see SAME_MODEL
     marks: list[float] = []
 
     def between_epochs(event: ev.EpochEnd) -> None:
@@ -174,8 +180,7 @@ def stepwise_times(folder: Path, epochs: int, lr: float, hidden: int | None) -> 
     )
     engine = trainer.engine
     stats, spe = engine.grads.stats, engine.steps_per_epoch
-    bare = make_task(hidden)
-    optimizer = build_optimizer(bare.optimizer_spec(), bare.model.parameters(), lr)
+    bare, optimizer = engine.task, engine.optimizer  # one copy of the model: see SAME_MODEL
     batches = iter(bare.train_loader)
     bare_took: dict[int, float] = {}
     began: dict[int, float] = {}  # when each engine step's own work began
