@@ -12,12 +12,12 @@ one resume: from process start to the first trained batch.
 
 This VM's noise swings over seconds, so two finer pairings follow, whose bare side trains
 the engine's own model and optimizer. Lockstep: one engine run whose epochs alternate
-diagnostics on and off, with a bare epoch after each. Stepwise: one engine run with a
-bare step run before every step (from the step hook) and
-diagnostics on every other step; each step is set against its neighbours, a millisecond
-away (the hot path only: an epoch's first and last steps are left out). `--hidden WIDTH` trains
-bench_scale's MLP (64 -> WIDTH -> WIDTH -> 8, Adam; 3200 is about 10M parameters)
-instead of the lesson's model, and skips the resume.
+diagnostics on and off, with a bare epoch after each. Stepwise: one engine run with a bare
+step run before every step (from the step hook) and diagnostics on every other step; each
+step is set against its neighbours, a millisecond away (the hot path only: an epoch's
+first and last steps are left out). `--hidden WIDTH` trains bench_scale's MLP (64 ->
+WIDTH -> WIDTH -> 8, Adam; 3200 is about 10M parameters) instead of the lesson's model,
+and skips the resume.
 """
 
 from __future__ import annotations

@@ -10,13 +10,14 @@ Per size, an MLP with Adam (about 1M, 17M and 100M parameters) on synthetic data
 trained by the engine (a real session: checkpoints, metrics, manifest; `--checkpoint-every
 2`) and by a bare PyTorch loop doing the same math, epoch by epoch: the engine's last
 epoch-end handler runs one bare epoch of the engine's own model and optimizer, after
-waiting for a checkpoint write still going (charged to the engine). Printed per size: the checkpoint size, the training thread's
-blocking time per checkpoint, checkpoints taken, the time a synchronous `torch.save` +
-fsync of the same state takes, and the engine/bare ratio of per-epoch time (the median of
-each engine epoch's ratio to the bare epoch after it; the ratio of the means, which
-counts the epochs that checkpoint, beside it). `--rounds` multiplies the epochs. `--sync` runs the
-synchronous checkpointer of before (the "before" figures). The 100M model trains fewer
-steps per epoch and fewer epochs on a CPU: the output says so.
+waiting for a checkpoint write still going (charged to the engine). Printed per size: the
+checkpoint size, the training thread's blocking time per checkpoint, checkpoints taken,
+the time a synchronous `torch.save` + fsync of the same state takes, and the engine/bare
+ratio of per-epoch time (the median of each engine epoch's ratio to the bare epoch after
+it; the ratio of the means, which counts the epochs that checkpoint, beside it).
+`--rounds` multiplies the epochs. `--sync` runs the synchronous checkpointer of before
+(the "before" figures). The 100M model trains fewer steps per epoch and fewer epochs on a
+CPU: the output says so.
 
 Then a lesson session trains `--rss-epochs` epochs in a child process: its RSS after 100
 epochs and at the end. Targets: ratio <= 1.03 at every size; blocking per checkpoint <=
