@@ -153,15 +153,6 @@ class ControlServer:
         self._ready.set()
         self.loop.create_task(self._batch_pump())
         self.loop.run_forever()
-        # Tasks cancelled by _shutdown finish here: a loop closed with them still pending
-        # printed "Task was destroyed but it is pending!" at the end of a Steer run.
-        pending = asyncio.all_tasks(self.loop)
-        for task in pending:
-            task.cancel()
-        if pending:
-            gather = asyncio.gather(*pending, return_exceptions=True)
-            with contextlib.suppress(Exception):
-                self.loop.run_until_complete(asyncio.wait_for(gather, 5))
         self.loop.close()
 
     async def _listen(self) -> None:
@@ -185,9 +176,11 @@ class ControlServer:
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
         await asyncio.sleep(0.05)  # let the byes go out
-        for task in asyncio.all_tasks():
-            if task is not asyncio.current_task():
-                task.cancel()
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        if tasks:  # let them finish: a loop closed on a pending task warns at exit
+            await asyncio.wait(tasks, timeout=2)
 
     def subscribers(self) -> list[Client]:
         """Clients that said hello: consoles and followers, not one-shot probes."""

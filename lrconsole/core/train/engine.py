@@ -217,24 +217,22 @@ class Engine(Steering):
         in mid-epoch, which must step): queue the rest of the epoch at the current LR."""
         with self._lock:
             step = self.global_step
-            if step < self.plan.total_steps and (fill_epoch or step != self._controls.pause_at):
-                self._claimed = step + 1
-                return True
-            if not fill_epoch:
+            filled = step >= self.plan.total_steps
+            if not fill_epoch and (filled or step == self._controls.pause_at):
                 return False
-            rest = self.steps_per_epoch - self.batch
-            self.plan.append([Segment(self.lr, steps=rest)])
+            if filled:
+                self.plan.append([Segment(self.lr, steps=self.steps_per_epoch - self.batch)])
             self._claimed = step + 1
-        self.emit_plan()
+        if filled:
+            self.emit_plan()
         return True
 
     def begin_step(self) -> int:
-        """Claim the next step and write its LR into every param group; its segment."""
+        """Write the claimed step's LR (claim_step) into every param group; its segment."""
         with self._lock:
             index, pos, seg = self._cursor.at(self.global_step)
             lr = seg.lr_at(pos, self.steps_per_epoch)
             settings = self.settings_for(index)
-            self._claimed = self.global_step + 1
             cuts, self._cuts = self._cuts, []
         for cut in cuts:
             self.emit(cut)

@@ -66,10 +66,7 @@ class LossFeed:
         previous, self._pending = self._pending, (where, *staged)
         if previous is not None:
             self._report(previous[0], _read(previous[1], previous[2]))
-        lag = self.lag
-        if lag is None:
-            lag = isinstance(value, torch.Tensor) and value.device.type != "cpu"
-        if not lag:
+        if self.lag is False:  # a device's loss, read at once because `lag` says so
             self.settle()
 
     def settle(self) -> None:
